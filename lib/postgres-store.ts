@@ -27,6 +27,13 @@ const MAX_TIMER_DELAY = 2 ** 31 - 1
 
 type Row = { token: string; data: Buffer }
 
+export interface SessionStats {
+  /** Rows whose expiry is still ahead. */
+  active: number
+  /** Rows past their expiry, waiting for the sweep. */
+  expired: number
+}
+
 export class PostgresStore {
   readonly table: string
   private readonly sql: Sql
@@ -117,6 +124,15 @@ export class PostgresStore {
     })
   }
 
+  /**
+   * Counts the table's rows: active ones, and expired ones the sweep has not
+   * removed yet (by the database clock). A missing table rejects with PostgreSQL's error.
+   */
+  async stats(): Promise<SessionStats> {
+    const [row] = await this.run<{ active: string; expired: string }>(this.queries.stats, [])
+    return { active: Number(row.active), expired: Number(row.expired) }
+  }
+
   /** Stops the cleanup timer. Calling it again does nothing. */
   stopCleanup(): void {
     this.cleanup.stop()
@@ -137,6 +153,9 @@ function buildQueries(table: string) {
       'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, expiry = EXCLUDED.expiry',
     delete: `DELETE FROM ${table} WHERE token = $1`,
     all: `SELECT token, data FROM ${table} WHERE expiry > now()`,
+    stats:
+      `SELECT count(*) FILTER (WHERE expiry > now()) AS active, ` +
+      `count(*) FILTER (WHERE expiry <= now()) AS expired FROM ${table}`,
     // SKIP LOCKED: two stores sweeping at once split the work instead of queueing.
     deleteExpiredBatch:
       `DELETE FROM ${table} WHERE token IN ` +
