@@ -26,6 +26,8 @@ const CLEANUP_BATCH_SIZE = 5000
 const MAX_TIMER_DELAY = 2 ** 31 - 1
 
 type Row = { token: string; data: Buffer }
+type EntryRow = { data: Buffer; expiry: Date }
+type CountRow = { count: number | string | bigint }
 
 export interface SessionStats {
   /** Rows whose expiry is still ahead. */
@@ -70,6 +72,16 @@ export class PostgresStore {
   }
 
   /**
+   * Resolves to the data and expiry committed under token, or null when the
+   * token is missing or expired, as find does. A token that is not a non-empty string is a TypeError.
+   */
+  async findEntry(token: string): Promise<{ data: Buffer; expiry: Date } | null> {
+    assertToken(token)
+    const rows = await this.run<EntryRow>(this.queries.findEntry, [token])
+    return rows.length > 0 ? { data: rows[0].data, expiry: rows[0].expiry } : null
+  }
+
+  /**
    * Stores data under token until expiry, replacing data and expiry when the
    * token exists, in one statement. Bad arguments throw before anything is written.
    */
@@ -90,12 +102,41 @@ export class PostgresStore {
   }
 
   /**
+   * Moves an active token's expiry without rewriting its data, and resolves to
+   * whether a row changed: false when the token is missing or already expired.
+   */
+  async touch(token: string, expiry: Date): Promise<boolean> {
+    assertToken(token)
+    assertExpiry(expiry)
+    const result = await this.run(this.queries.touch, [expiry, token])
+    return result.count > 0
+  }
+
+  /**
    * Resolves to every active session as token -> data. Expired rows that the
    * sweep has not removed yet are left out; no sessions gives an empty Map.
    */
   async all(): Promise<Map<string, Buffer>> {
     const rows = await this.run<Row>(this.queries.all, [])
     return new Map(rows.map((row) => [row.token, row.data]))
+  }
+
+  /**
+   * Resolves to the number of active sessions. Expired rows that the sweep
+   * has not removed yet are not counted; an empty table gives 0.
+   */
+  async count(): Promise<number> {
+    const rows = await this.run<CountRow>(this.queries.count, [])
+    return Number(rows[0].count)
+  }
+
+  /**
+   * Deletes every row of the table, active or expired, and resolves to how
+   * many went. An empty table gives 0; the table itself stays.
+   */
+  async clear(): Promise<number> {
+    const result = await this.run(this.queries.clear, [])
+    return result.count
   }
 
   /**
@@ -148,11 +189,16 @@ export class PostgresStore {
 function buildQueries(table: string) {
   return {
     find: `SELECT data FROM ${table} WHERE token = $1 AND expiry > now()`,
+    findEntry: `SELECT data, expiry FROM ${table} WHERE token = $1 AND expiry > now()`,
     commit:
       `INSERT INTO ${table} (token, data, expiry) VALUES ($1, $2, $3) ` +
       'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, expiry = EXCLUDED.expiry',
     delete: `DELETE FROM ${table} WHERE token = $1`,
+    // Only the expiry: a touch must not rewrite (and so cannot clobber) the data.
+    touch: `UPDATE ${table} SET expiry = $1 WHERE token = $2 AND expiry > now()`,
     all: `SELECT token, data FROM ${table} WHERE expiry > now()`,
+    count: `SELECT count(*) AS count FROM ${table} WHERE expiry > now()`,
+    clear: `DELETE FROM ${table}`,
     stats:
       `SELECT count(*) FILTER (WHERE expiry > now()) AS active, ` +
       `count(*) FILTER (WHERE expiry <= now()) AS expired FROM ${table}`,

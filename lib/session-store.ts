@@ -1,0 +1,353 @@
+// PostgresSessionStore: express-session's Store on top of PostgresStore.
+// The rules of express-session (cookie expiry, ttl, serialization, callbacks)
+// live here; every SQL statement lives in the core, so this file has none.
+import { Store, type SessionData } from 'express-session'
+import postgres, { type Sql } from 'postgres'
+import { reportSafely } from './cleanup.js'
+import { PostgresStore } from './postgres-store.js'
+import { assertToken, typeOf } from './validate.js'
+
+/** Turns a session into text and back. Default: JSON. The text is stored as UTF-8. */
+export interface Serializer {
+  stringify(session: SessionData): string
+  parse(text: string): SessionData
+}
+
+/** Seconds a session lives when its cookie has no expiry: a number, or computed per session. */
+export type Ttl = number | ((session: SessionData) => number)
+
+interface CommonOptions {
+  /** Seconds a session without `cookie.expires` is kept. Default one day. */
+  ttl?: Ttl
+  /** How sessions become bytes. Default JSON as UTF-8. */
+  serializer?: Serializer
+  /** When true, touch does nothing (the expiry then only moves when a session is saved). */
+  disableTouch?: boolean
+  /** Receives errors nobody else sees: unreadable rows, cleanup failures. Default: one line on stderr. */
+  onError?: (error: Error) => void
+}
+
+/** Settings for the PostgresStore the adapter creates (not allowed with `store`). */
+interface CoreOptions {
+  /** Table name, `table` or `schema.table`. Default `sessions`. */
+  table?: string
+  /** Milliseconds between sweeps of expired rows; 0 disables. Default 5 minutes. */
+  cleanupInterval?: number
+}
+
+/** Exactly one way to reach PostgreSQL. */
+export type PostgresSessionStoreOptions = CommonOptions &
+  (
+    | (CoreOptions & { sql: Sql<any>; store?: never; connectionString?: never })
+    | (CoreOptions & { connectionString: string; sql?: never; store?: never })
+    | { store: PostgresStore; sql?: never; connectionString?: never; table?: never; cleanupInterval?: never }
+  )
+
+/** express-session's callback: an error, or null and a value. */
+export type Callback<T> = (error: any, value?: T) => void
+
+export const DEFAULT_TTL_SECONDS = 24 * 60 * 60
+
+const OPTION_NAMES = new Set([
+  'sql', 'store', 'connectionString', 'table', 'cleanupInterval', 'ttl', 'serializer', 'disableTouch', 'onError',
+])
+
+// fatal: bytes that are not UTF-8 must fail to decode, not turn into U+FFFD.
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+export class PostgresSessionStore extends Store {
+  /** The core this adapter stores through: token -> bytes with an expiry. */
+  readonly store: PostgresStore
+  private readonly ttl: Ttl
+  private readonly serializer: Serializer
+  private readonly disableTouch: boolean
+  private readonly onError: (error: Error) => void
+  private readonly ownsStore: boolean
+  private readonly ownSql: Sql | undefined
+
+  constructor(options: PostgresSessionStoreOptions) {
+    super()
+    checkOptions(options)
+    const { ttl = DEFAULT_TTL_SECONDS, serializer = JSON, disableTouch = false, onError = logError } = options
+    this.ttl = ttl
+    this.serializer = serializer
+    this.disableTouch = disableTouch
+    this.onError = onError
+    this.ownsStore = options.store === undefined
+    this.ownSql = options.connectionString === undefined ? undefined : postgres(options.connectionString)
+    const sql = options.sql ?? this.ownSql
+    // Without an onError of the caller's, the core keeps its own cleanup message.
+    const coreOptions = { table: options.table, cleanupInterval: options.cleanupInterval, onError: options.onError }
+    this.store = options.store ?? new PostgresStore(sql!, coreOptions)
+  }
+
+  /**
+   * Calls back with the session stored under sid, its cookie.expires set to the
+   * stored expiry, or with null when it is missing, expired or unreadable (an unreadable row is removed and reported to onError).
+   */
+  get(sid: string): Promise<SessionData | null>
+  get(sid: string, callback: Callback<SessionData | null>): void
+  get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> | void {
+    return settle(() => this.read(sid), callback)
+  }
+
+  /**
+   * Stores session under sid until cookie.expires, or for ttl seconds when the
+   * cookie has none; an expiry already past removes the session instead. A session the serializer cannot encode is an error, and nothing is written.
+   */
+  set(sid: string, session: SessionData): Promise<void>
+  set(sid: string, session: SessionData, callback: Callback<void>): void
+  set(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
+    return settle(() => this.write(sid, session), callback)
+  }
+
+  /**
+   * Removes the session stored under sid. Calls back without an error whether
+   * or not it existed.
+   */
+  destroy(sid: string): Promise<void>
+  destroy(sid: string, callback: Callback<void>): void
+  destroy(sid: string, callback?: Callback<void>): Promise<void> | void {
+    return settle(() => this.erase(sid), callback)
+  }
+
+  /**
+   * Moves the expiry of an active session as set would, without rewriting its
+   * data. A missing or expired session stays missing; with disableTouch nothing happens.
+   */
+  touch(sid: string, session: SessionData): Promise<void>
+  touch(sid: string, session: SessionData, callback: Callback<void>): void
+  touch(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
+    return settle(() => this.extend(sid, session), callback)
+  }
+
+  /**
+   * Calls back with every active session, keyed by session id. Expired rows are
+   * left out; unreadable rows are left out, removed and reported to onError.
+   */
+  all(): Promise<Record<string, SessionData>>
+  all(callback: Callback<Record<string, SessionData>>): void
+  all(callback?: Callback<Record<string, SessionData>>): Promise<Record<string, SessionData>> | void {
+    return settle(() => this.readAll(), callback)
+  }
+
+  /**
+   * Calls back with the number of active sessions. Expired rows the sweep has
+   * not removed yet are not counted.
+   */
+  length(): Promise<number>
+  length(callback: Callback<number>): void
+  length(callback?: Callback<number>): Promise<number> | void {
+    return settle(() => this.store.count(), callback)
+  }
+
+  /**
+   * Removes every session of the table, active or expired. The table itself
+   * stays; other tables are untouched.
+   */
+  clear(): Promise<void>
+  clear(callback: Callback<void>): void
+  clear(callback?: Callback<void>): Promise<void> | void {
+    return settle(async () => void (await this.store.clear()), callback)
+  }
+
+  /**
+   * Stops the cleanup timer of the core this adapter created and ends the pool
+   * it opened for connectionString. A caller's sql or store is left running; calling close again does nothing.
+   */
+  close(): Promise<void>
+  close(callback: Callback<void>): void
+  close(callback?: Callback<void>): Promise<void> | void {
+    return settle(async () => {
+      if (this.ownsStore) this.store.stopCleanup()
+      await this.ownSql?.end({ timeout: 5 })
+    }, callback)
+  }
+
+  private async read(sid: string): Promise<SessionData | null> {
+    assertToken(sid, 'sid')
+    const entry = await this.store.findEntry(sid)
+    if (entry === null) return null
+    const session = this.decode(entry.data)
+    if (session instanceof Error) {
+      await this.discard(sid, session)
+      return null
+    }
+    // A touch moves only the row's expiry; the cookie in the data still has the
+    // old one. A session cookie (no expires) stays one.
+    if (session.cookie.expires != null) session.cookie.expires = entry.expiry
+    return session
+  }
+
+  private async write(sid: string, session: SessionData): Promise<void> {
+    assertToken(sid, 'sid')
+    assertSession(session)
+    const expiry = this.expiryOf(session)
+    const data = this.encode(session)
+    if (expiry.getTime() <= Date.now()) return this.store.delete(sid)
+    await this.store.commit(sid, data, expiry)
+  }
+
+  private async erase(sid: string): Promise<void> {
+    assertToken(sid, 'sid')
+    await this.store.delete(sid)
+  }
+
+  private async extend(sid: string, session: SessionData): Promise<void> {
+    assertToken(sid, 'sid')
+    assertSession(session)
+    if (this.disableTouch) return
+    await this.store.touch(sid, this.expiryOf(session))
+  }
+
+  private async readAll(): Promise<Record<string, SessionData>> {
+    // No prototype: a session id such as "__proto__" is just a key.
+    const sessions: Record<string, SessionData> = Object.create(null)
+    for (const [sid, data] of await this.store.all()) {
+      const session = this.decode(data)
+      if (session instanceof Error) await this.discard(sid, session)
+      else sessions[sid] = session
+    }
+    return sessions
+  }
+
+  private expiryOf(session: SessionData): Date {
+    const expires = session.cookie.expires as Date | string | null | undefined
+    if (expires != null) return new Date(expires)
+    return new Date(Date.now() + this.ttlSeconds(session) * 1000)
+  }
+
+  private ttlSeconds(session: SessionData): number {
+    if (typeof this.ttl === 'number') return this.ttl
+    const seconds = this.ttl(session)
+    if (!isPositiveSeconds(seconds)) throw new RangeError('ttl() must return a positive, finite number of seconds')
+    return seconds
+  }
+
+  private encode(session: SessionData): Buffer {
+    let text: unknown
+    try {
+      text = this.serializer.stringify(session)
+    } catch (error) {
+      // The serializer's message can quote the session (property names, values); keep it out of ours.
+      throw new TypeError(`session could not be serialized: the serializer threw ${errorName(error)} ` +
+        '(a circular reference or a BigInt?)')
+    }
+    if (typeof text !== 'string') {
+      throw new TypeError(`session could not be serialized: the serializer returned ${typeOf(text)}, not a string`)
+    }
+    return Buffer.from(text, 'utf8')
+  }
+
+  /** The session in data, or the Error saying why it cannot be read. */
+  private decode(data: Buffer): SessionData | Error {
+    let text: string
+    try {
+      text = utf8.decode(data)
+    } catch {
+      return new TypeError('its bytes are not UTF-8')
+    }
+    let session: unknown
+    try {
+      session = this.serializer.parse(text)
+    } catch (error) {
+      return new TypeError(`the serializer threw ${errorName(error)}`)
+    }
+    if (!isObject(session) || !isObject(session.cookie)) return new TypeError('it has no cookie object')
+    return session as unknown as SessionData
+  }
+
+  // express-session starts a new session when get finds none, and the unreadable
+  // row would otherwise sit there until it expires.
+  private async discard(sid: string, reason: Error): Promise<void> {
+    await this.store.delete(sid)
+    reportSafely(this.onError, new Error(`removed a stored session that could not be decoded: ${reason.message}`))
+  }
+}
+
+/**
+ * Runs work and calls back once when a callback is given, else hands back the promise. The
+ * callback runs on its own tick, outside the promise chain: an exception it
+ * throws reaches the process as an uncaught exception, as with any callback
+ * API, instead of vanishing into a rejection or causing a second callback.
+ */
+function settle<T>(work: () => Promise<T>, callback?: Callback<T>): Promise<T> | void {
+  // Checked before the work starts, so a bad call writes nothing.
+  if (callback !== undefined && typeof callback !== 'function') {
+    throw new TypeError(`callback must be a function, got ${typeOf(callback)}`)
+  }
+  // Inside a promise: a synchronous throw (a bad argument) becomes a rejection too.
+  const result = Promise.resolve().then(work)
+  if (callback === undefined) return result
+  result.then(
+    (value) => process.nextTick(callback, null, value),
+    (error) => process.nextTick(callback, error),
+  )
+}
+
+function checkOptions(options: unknown): asserts options is PostgresSessionStoreOptions {
+  if (!isObject(options)) {
+    throw new TypeError(`PostgresSessionStore needs an options object such as { sql }, got ${typeOf(options)}`)
+  }
+  for (const name of Object.keys(options)) {
+    if (!OPTION_NAMES.has(name)) throw new TypeError(`unknown option "${name}"`)
+  }
+  const given = (name: string) => options[name] !== undefined
+  const sources = ['sql', 'store', 'connectionString'].filter(given)
+  if (sources.length !== 1) {
+    throw new TypeError(`PostgresSessionStore needs exactly one of sql, store or connectionString, got ${sources.length}`)
+  }
+  if (given('store')) {
+    if (!(options.store instanceof PostgresStore)) {
+      throw new TypeError(`store must be a PostgresStore, got ${typeOf(options.store)}`)
+    }
+    for (const name of ['table', 'cleanupInterval'].filter(given)) {
+      throw new TypeError(`${name} configures the PostgresStore: set it there, not beside store`)
+    }
+  }
+  if (given('connectionString') && (typeof options.connectionString !== 'string' || options.connectionString === '')) {
+    throw new TypeError(`connectionString must be a non-empty string, got ${typeOf(options.connectionString)}`)
+  }
+  checkTtl(options.ttl)
+  checkSerializer(options.serializer)
+  if (given('disableTouch') && typeof options.disableTouch !== 'boolean') {
+    throw new TypeError(`disableTouch must be a boolean, got ${typeOf(options.disableTouch)}`)
+  }
+  if (given('onError') && typeof options.onError !== 'function') {
+    throw new TypeError(`onError must be a function, got ${typeOf(options.onError)}`)
+  }
+}
+
+function checkTtl(ttl: unknown): void {
+  if (ttl === undefined || typeof ttl === 'function') return
+  if (typeof ttl !== 'number') throw new TypeError(`ttl must be a number of seconds or a function, got ${typeOf(ttl)}`)
+  if (!isPositiveSeconds(ttl)) throw new RangeError('ttl must be a positive, finite number of seconds')
+}
+
+function checkSerializer(serializer: unknown): void {
+  if (serializer === undefined) return
+  if (!isObject(serializer) || typeof serializer.stringify !== 'function' || typeof serializer.parse !== 'function') {
+    throw new TypeError('serializer must be an object with stringify and parse functions, such as JSON')
+  }
+}
+
+function assertSession(session: unknown): asserts session is SessionData {
+  if (!isObject(session)) throw new TypeError(`session must be an object, got ${typeOf(session)}`)
+  if (!isObject(session.cookie)) throw new TypeError(`session.cookie must be an object, got ${typeOf(session.cookie)}`)
+}
+
+function isPositiveSeconds(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null
+}
+
+function errorName(error: unknown): string {
+  return error instanceof Error ? error.name : typeOf(error)
+}
+
+function logError(error: Error): void {
+  process.stderr.write(`express-session-postgres: ${error.message.replace(/\s+/g, ' ')}\n`)
+}
