@@ -1,0 +1,155 @@
+// Coalescing: while one statement of a kind is in flight, further calls of
+// that kind queue; when it settles, everything queued goes out as ONE
+// statement. A call that arrives alone goes out at once, so nothing waits on
+// a timer and a quiet store sees no added latency. Under load, one round trip
+// (and, for writes, one WAL flush) then serves many callers: that is how the
+// store gets past the one-statement-per-operation ceiling.
+//
+// Ordering: calls of one kind run in arrival order. Calls of different kinds
+// (a commit and a delete of the same token) that neither caller awaited may
+// reach the database in either order, as they may through any pool.
+
+/** Runs one batch: one output per input, in the same order. */
+export type RunBatch<Input, Output> = (inputs: readonly Input[]) => Promise<readonly Output[]>
+
+interface Waiting<Input, Output> {
+  input: Input
+  resolve: (output: Output) => void
+  reject: (error: unknown) => void
+}
+
+export class Coalescer<Input, Output> {
+  private queue: Waiting<Input, Output>[] = []
+  private inFlight = false
+
+  constructor(private readonly runBatch: RunBatch<Input, Output>) {
+    if (typeof runBatch !== 'function') throw new TypeError('Coalescer needs a function that runs one batch')
+  }
+
+  /** Resolves to this input's output, or rejects with the error of the batch it went out in. */
+  run(input: Input): Promise<Output> {
+    return new Promise<Output>((resolve, reject) => {
+      this.queue.push({ input, resolve, reject })
+      if (!this.inFlight) this.sendQueued()
+    })
+  }
+
+  private sendQueued(): void {
+    const batch = this.queue
+    this.queue = []
+    this.inFlight = batch.length > 0
+    if (!this.inFlight) return
+    this.settle(batch).then(() => this.sendQueued())
+  }
+
+  // Never rejects: every caller hears the outcome, then the next batch goes.
+  private async settle(batch: Waiting<Input, Output>[]): Promise<void> {
+    try {
+      const outputs = await this.runBatch(batch.map((waiting) => waiting.input))
+      if (outputs.length !== batch.length) {
+        throw new Error(`a batch of ${batch.length} calls produced ${outputs.length} results`)
+      }
+      batch.forEach((waiting, i) => waiting.resolve(outputs[i]))
+    } catch (error) {
+      for (const waiting of batch) waiting.reject(error)
+    }
+  }
+}
+
+// --- What the core batches, and its SQL -----------------------------------
+
+/** Runs one prepared statement; the core's `run`. */
+export type RunQuery = <Row extends object>(query: string, params: unknown[]) => Promise<readonly Row[]>
+
+export interface CommitInput {
+  token: string
+  data: Buffer
+  expiry: Date
+}
+
+/**
+ * The batched statements, for a table name already quoted. Arrays travel as
+ * PostgreSQL array literals (see textArray), so they work whatever the
+ * postgres.js instance's type settings (fetch_types: false included).
+ */
+export function batchedQueries(table: string) {
+  return {
+    findMany: `SELECT token, data FROM ${table} WHERE token = ANY($1::text[]) AND expiry > now()`,
+    // One statement cannot update the same row twice: commitBatch dedupes first.
+    commitMany:
+      `INSERT INTO ${table} (token, data, expiry) ` +
+      'SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) ' +
+      'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, expiry = EXCLUDED.expiry',
+    deleteMany: `DELETE FROM ${table} WHERE token = ANY($1::text[])`,
+  }
+}
+
+/** The core's single-row statements, which a batch of one still uses. */
+export interface SingleQueries {
+  find: string
+  commit: string
+  delete: string
+}
+
+type BatchedQueries = ReturnType<typeof batchedQueries>
+
+/** Finds: each caller gets its token's data, or null when missing or expired. */
+export function findCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries) {
+  return new Coalescer<string, Buffer | null>(async (tokens) => {
+    if (tokens.length === 1) {
+      const rows = await run<{ data: Buffer }>(single.find, [tokens[0]])
+      return [rows.length > 0 ? rows[0].data : null]
+    }
+    const rows = await run<{ token: string; data: Buffer }>(many.findMany, [textArray(unique(tokens))])
+    const found = new Map(rows.map((row) => [row.token, row.data]))
+    return tokens.map((token) => found.get(token) ?? null)
+  })
+}
+
+/** Commits: one upsert for the batch; a token committed twice keeps the later call's values. */
+export function commitCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries) {
+  return new Coalescer<CommitInput, void>(async (inputs) => {
+    if (inputs.length === 1) {
+      const { token, data, expiry } = inputs[0]
+      await run(single.commit, [token, data, expiry])
+    } else {
+      const latest = latestPerToken(inputs)
+      await run(many.commitMany, [
+        textArray(latest.map((input) => input.token)),
+        textArray(latest.map((input) => '\\x' + input.data.toString('hex'))),
+        textArray(latest.map((input) => input.expiry.toISOString())),
+      ])
+    }
+    return inputs.map(() => undefined)
+  })
+}
+
+/** Deletes: one statement for the batch; missing tokens are fine. */
+export function deleteCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries) {
+  return new Coalescer<string, void>(async (tokens) => {
+    if (tokens.length === 1) await run(single.delete, [tokens[0]])
+    else await run(many.deleteMany, [textArray(unique(tokens))])
+    return tokens.map(() => undefined)
+  })
+}
+
+// Sorted, so two batches upserting overlapping tokens from two processes lock
+// rows in the same order and cannot deadlock each other.
+function latestPerToken(inputs: readonly CommitInput[]): CommitInput[] {
+  const byToken = new Map<string, CommitInput>()
+  for (const input of inputs) byToken.set(input.token, input)
+  return [...byToken.values()].sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0))
+}
+
+function unique(values: readonly string[]): string[] {
+  return [...new Set(values)]
+}
+
+/**
+ * A PostgreSQL array literal with every element quoted. Sent as a plain
+ * string, it needs no array type support from the driver. Elements must not
+ * contain NUL (tokens are checked for it; hex and ISO dates never do).
+ */
+export function textArray(values: readonly string[]): string {
+  return '{' + values.map((value) => '"' + value.replace(/[\\"]/g, '\\$&') + '"').join(',') + '}'
+}
