@@ -58,13 +58,29 @@ export class Coalescer<Input, Output> {
 
 // --- What the core batches, and its SQL -----------------------------------
 
-/** Runs one prepared statement; the core's `run`. */
-export type RunQuery = <Row extends object>(query: string, params: unknown[]) => Promise<readonly Row[]>
+/** Runs one prepared statement and resolves to its rows and row count: the core's `run`. */
+export type RunQuery = <Row extends object>(query: string, params: unknown[]) => Promise<Row[] & { count: number }>
 
-export interface CommitInput {
-  token: string
+export interface Entry {
   data: Buffer
   expiry: Date
+}
+
+export interface CommitInput extends Entry {
+  token: string
+}
+
+export interface TouchInput {
+  token: string
+  expiry: Date
+}
+
+/** The core's single-row statements (its buildQueries), which a batch of one still uses. */
+export interface SingleQueries {
+  findEntry: string
+  commit: string
+  delete: string
+  touch: string
 }
 
 /**
@@ -74,35 +90,35 @@ export interface CommitInput {
  */
 export function batchedQueries(table: string) {
   return {
-    findMany: `SELECT token, data FROM ${table} WHERE token = ANY($1::text[]) AND expiry > now()`,
-    // One statement cannot update the same row twice: commitBatch dedupes first.
+    findEntries: `SELECT token, data, expiry FROM ${table} WHERE token = ANY($1::text[]) AND expiry > now()`,
+    // One statement cannot update the same row twice: the coalescers dedupe first.
     commitMany:
       `INSERT INTO ${table} (token, data, expiry) ` +
       'SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) ' +
       'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, expiry = EXCLUDED.expiry',
     deleteMany: `DELETE FROM ${table} WHERE token = ANY($1::text[])`,
+    touchMany:
+      `UPDATE ${table} AS t SET expiry = v.expiry ` +
+      'FROM unnest($1::text[], $2::timestamptz[]) AS v(token, expiry) ' +
+      'WHERE t.token = v.token AND t.expiry > now() RETURNING t.token',
   }
 }
 
-/** The core's single-row statements, which a batch of one still uses. */
-export interface SingleQueries {
-  find: string
-  commit: string
-  delete: string
-}
+export type BatchedQueries = ReturnType<typeof batchedQueries>
 
-type BatchedQueries = ReturnType<typeof batchedQueries>
-
-/** Finds: each caller gets its token's data, or null when missing or expired. */
+/** Finds: each caller gets its token's data and expiry, or null when missing or expired. */
 export function findCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries) {
-  return new Coalescer<string, Buffer | null>(async (tokens) => {
+  return new Coalescer<string, Entry | null>(async (tokens) => {
     if (tokens.length === 1) {
-      const rows = await run<{ data: Buffer }>(single.find, [tokens[0]])
-      return [rows.length > 0 ? rows[0].data : null]
+      const rows = await run<Entry>(single.findEntry, [tokens[0]])
+      return [rows.length > 0 ? { data: rows[0].data, expiry: rows[0].expiry } : null]
     }
-    const rows = await run<{ token: string; data: Buffer }>(many.findMany, [textArray(unique(tokens))])
-    const found = new Map(rows.map((row) => [row.token, row.data]))
-    return tokens.map((token) => found.get(token) ?? null)
+    const rows = await run<Entry & { token: string }>(many.findEntries, [textArray(unique(tokens))])
+    const found = new Map(rows.map((row) => [row.token, row]))
+    return tokens.map((token) => {
+      const row = found.get(token)
+      return row === undefined ? null : { data: row.data, expiry: row.expiry }
+    })
   })
 }
 
@@ -133,10 +149,30 @@ export function deleteCoalescer(run: RunQuery, single: SingleQueries, many: Batc
   })
 }
 
+/**
+ * Touches: one UPDATE of expiries for the batch; each caller learns whether its
+ * token's row was active and moved. A token touched twice gets the later expiry.
+ */
+export function touchCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries) {
+  return new Coalescer<TouchInput, boolean>(async (inputs) => {
+    if (inputs.length === 1) {
+      const result = await run(single.touch, [inputs[0].expiry, inputs[0].token])
+      return [result.count > 0]
+    }
+    const latest = latestPerToken(inputs)
+    const rows = await run<{ token: string }>(many.touchMany, [
+      textArray(latest.map((input) => input.token)),
+      textArray(latest.map((input) => input.expiry.toISOString())),
+    ])
+    const touched = new Set(rows.map((row) => row.token))
+    return inputs.map((input) => touched.has(input.token))
+  })
+}
+
 // Sorted, so two batches upserting overlapping tokens from two processes lock
 // rows in the same order and cannot deadlock each other.
-function latestPerToken(inputs: readonly CommitInput[]): CommitInput[] {
-  const byToken = new Map<string, CommitInput>()
+function latestPerToken<T extends { token: string }>(inputs: readonly T[]): T[] {
+  const byToken = new Map<string, T>()
   for (const input of inputs) byToken.set(input.token, input)
   return [...byToken.values()].sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0))
 }

@@ -6,6 +6,7 @@ import {
   deleteCoalescer,
   findCoalescer,
   textArray,
+  touchCoalescer,
   type RunQuery,
   type SingleQueries,
 } from '../lib/coalescer'
@@ -92,11 +93,12 @@ describe('textArray', () => {
 // The core's single-row statements, as lib/postgres-store.ts writes them.
 function singleQueries(table: string): SingleQueries {
   return {
-    find: `SELECT data FROM ${table} WHERE token = $1 AND expiry > now()`,
+    findEntry: `SELECT data, expiry FROM ${table} WHERE token = $1 AND expiry > now()`,
     commit:
       `INSERT INTO ${table} (token, data, expiry) VALUES ($1, $2, $3) ` +
       'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, expiry = EXCLUDED.expiry',
     delete: `DELETE FROM ${table} WHERE token = $1`,
+    touch: `UPDATE ${table} SET expiry = $1 WHERE token = $2 AND expiry > now()`,
   }
 }
 
@@ -139,6 +141,7 @@ describeEachBackend(
         finds: findCoalescer(run, single, many),
         commits: commitCoalescer(run, single, many),
         deletes: deleteCoalescer(run, single, many),
+        touches: touchCoalescer(run, single, many),
         single,
         many,
       }
@@ -186,15 +189,48 @@ describeEachBackend(
       expect(await store.find('c')).toBeNull()
     })
 
-    it('finds in one statement, each caller getting its own row or null', async () => {
-      const expiry = inAnHour()
+    it('finds in one statement, each caller getting its own entry or null', async () => {
+      const expiry = new Date('2099-05-06T07:08:09.123Z')
       for (const [i, token] of awkwardTokens.entries()) await store.commit(token, awkwardData(i), expiry)
       await store.commit('expired', Buffer.from('old'), new Date(Date.now() - 1000))
       const { finds, single, many } = coalescers()
       const asked = [...awkwardTokens, 'missing', 'expired', awkwardTokens[1]]
       const found = await Promise.all(asked.map((token) => finds.run(token)))
-      expect(statements).toEqual([single.find, many.findMany])
-      expect(found).toEqual([...awkwardTokens.map((_, i) => awkwardData(i)), null, null, awkwardData(1)])
+      expect(statements).toEqual([single.findEntry, many.findEntries])
+      const entries = awkwardTokens.map((_, i) => ({ data: awkwardData(i), expiry }))
+      expect(found).toEqual([...entries, null, null, entries[1]])
+    })
+
+    it('finds a lone token with the single-row statement, null when missing', async () => {
+      const expiry = inAnHour()
+      await store.commit('here', Buffer.from('data'), expiry)
+      const { finds, single } = coalescers()
+      await expect(finds.run('here')).resolves.toEqual({ data: Buffer.from('data'), expiry })
+      await expect(finds.run('gone')).resolves.toBeNull()
+      expect(statements).toEqual([single.findEntry, single.findEntry])
+    })
+
+    it('touches in one statement: active rows move, missing and expired ones stay out', async () => {
+      const old = inAnHour()
+      const later = new Date('2099-01-02T03:04:05.678Z')
+      for (const token of ['lone', 'a', 'b']) await store.commit(token, Buffer.from(token), old)
+      await store.commit('expired', Buffer.from('x'), new Date(Date.now() - 1000))
+      const { touches, single, many } = coalescers()
+      const results = await Promise.all([
+        touches.run({ token: 'lone', expiry: later }),
+        touches.run({ token: 'a', expiry: old }),
+        touches.run({ token: 'b', expiry: later }),
+        touches.run({ token: 'a', expiry: later }),
+        touches.run({ token: 'missing', expiry: later }),
+        touches.run({ token: 'expired', expiry: later }),
+      ])
+      expect(statements).toEqual([single.touch, many.touchMany])
+      expect(results).toEqual([true, true, true, true, false, false])
+      for (const token of ['lone', 'a', 'b']) {
+        expect(await store.findEntry(token)).toEqual({ data: Buffer.from(token), expiry: later })
+      }
+      expect(await store.findEntry('expired')).toBeNull()
+      expect(await store.count()).toBe(3)
     })
 
     it('deletes in one statement, missing tokens included', async () => {
@@ -211,9 +247,9 @@ describeEachBackend(
       await store.commit('a', Buffer.from('a'), inAnHour())
       const lone = finds.run('a')
       const batched = [finds.run('a'), finds.run('b')]
-      await expect(lone).resolves.toEqual(Buffer.from('a'))
+      await expect(lone).resolves.toMatchObject({ data: Buffer.from('a') })
       for (const call of batched) await expect(call).rejects.toMatchObject({ code: '42P01' })
-      await expect(finds.run('a')).resolves.toEqual(Buffer.from('a'))
+      await expect(finds.run('a')).resolves.toMatchObject({ data: Buffer.from('a') })
     })
   },
   realBackends,
