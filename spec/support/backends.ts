@@ -28,7 +28,21 @@ const server: Backend = {
   connect: (options) => postgres(requiredEnv('TEST_DATABASE_URL'), { ...quiet, ...options }),
 }
 
-export const backends: Backend[] = process.env.TEST_DATABASE_URL ? [pgMem, pglite, server] : [pgMem, pglite]
+// PgBouncer in transaction mode hands each transaction to any server
+// connection, so statements prepared on one are missing on the next:
+// postgres.js must not prepare them (.ci/pgbouncer.sh starts one).
+const pgBouncer: Backend = {
+  name: 'PgBouncer',
+  real: true,
+  connect: (options) => postgres(requiredEnv('TEST_PGBOUNCER_URL'), { ...quiet, ...options, prepare: false }),
+}
+
+export const backends: Backend[] = [
+  pgMem,
+  pglite,
+  ...(process.env.TEST_DATABASE_URL ? [server] : []),
+  ...(process.env.TEST_PGBOUNCER_URL ? [pgBouncer] : []),
+]
 export const realBackends = backends.filter((backend) => backend.real)
 
 /** Runs the suite once per backend, each in its own describe block. */
