@@ -1,0 +1,561 @@
+// The express-session adapter, PostgresSessionStore, and the core methods it
+// needs (findEntry, touch, count, clear), run on every backend.
+import { execFile } from 'node:child_process'
+import type { SessionData } from 'express-session'
+import postgres, { type Sql } from 'postgres'
+import { PostgresStore } from '../lib/postgres-store'
+import { PostgresSessionStore, type Callback, type PostgresSessionStoreOptions } from '../lib/session-store'
+import { backends, describeEachBackend, uniqueTable } from './support/backends'
+
+const HOUR = 3600_000
+const DAY = 24 * HOUR
+const later = (ms: number) => new Date(Date.now() + ms)
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** A session as express-session hands it to a store (after JSON, expires is a string). */
+function sessionOf(data: Record<string, unknown> = {}, expires: Date | null = later(HOUR)): SessionData {
+  const cookie = { originalMaxAge: expires ? expires.getTime() - Date.now() : null, expires, httpOnly: true, path: '/' }
+  return { cookie, ...data } as unknown as SessionData
+}
+
+/** Calls method with a recording callback and waits long enough to see a second call. */
+async function callbackCalls<T>(method: (callback: Callback<T>) => unknown) {
+  const calls: unknown[][] = []
+  let returned: unknown
+  await new Promise<void>((resolve) => {
+    returned = method((...args) => {
+      calls.push(args)
+      resolve()
+    })
+  })
+  await sleep(20)
+  return { calls, returned }
+}
+
+describeEachBackend('PostgresSessionStore', (backend) => {
+  let sql: Sql
+  let core: PostgresStore
+  let store: PostgresSessionStore
+  let reported: Error[]
+  const cores: PostgresStore[] = []
+  const adapters: PostgresSessionStore[] = []
+
+  /** An adapter on the current test's table, closed after the test. */
+  function adapter(options: Partial<PostgresSessionStoreOptions> = {}) {
+    const created = new PostgresSessionStore({
+      sql,
+      table: core.table,
+      cleanupInterval: 0,
+      onError: (error) => reported.push(error),
+      ...options,
+    } as PostgresSessionStoreOptions)
+    adapters.push(created)
+    return created
+  }
+
+  /** Every row of the table, expired or not, straight from SQL. */
+  async function rows() {
+    return sql.unsafe<{ token: string; data: Buffer; expiry: Date }[]>(
+      `SELECT token, data, expiry FROM "${core.table}" ORDER BY token`,
+    )
+  }
+
+  beforeAll(() => {
+    sql = backend.connect()
+  })
+  beforeEach(async () => {
+    reported = []
+    core = new PostgresStore(sql, { table: uniqueTable('adapter'), cleanupInterval: 0 })
+    cores.push(core)
+    await core.migrate()
+    store = adapter()
+  })
+  afterEach(async () => {
+    for (const each of adapters.splice(0)) await each.close()
+    for (const each of cores.splice(0)) each.stopCleanup()
+  })
+  afterAll(async () => {
+    await sql.end({ timeout: 5 })
+  })
+
+  describe('core: findEntry', () => {
+    it('resolves to the data and the stored expiry of an active token, to the millisecond', async () => {
+      const expiry = new Date(Date.now() + HOUR + 0.123)
+      await core.commit('tok', Buffer.from('data'), expiry)
+      const entry = await core.findEntry('tok')
+      expect(entry?.data).toEqual(Buffer.from('data'))
+      expect(entry?.expiry.getTime()).toBe(Math.floor(expiry.getTime()))
+    })
+
+    it('resolves to null for a missing or an expired token', async () => {
+      await core.commit('past', Buffer.from('x'), new Date(Date.now() - 1000))
+      expect(await core.findEntry('missing')).toBeNull()
+      expect(await core.findEntry('past')).toBeNull()
+    })
+
+    it('rejects a token that is not a non-empty string with a TypeError', async () => {
+      await expect(core.findEntry(42 as unknown as string)).rejects.toThrow(TypeError)
+      await expect(core.findEntry('')).rejects.toThrow(TypeError)
+    })
+  })
+
+  describe('core: touch', () => {
+    it('moves only the expiry of an active token and resolves to true', async () => {
+      await core.commit('tok', Buffer.from('kept'), later(HOUR))
+      const moved = later(2 * HOUR)
+      expect(await core.touch('tok', moved)).toBe(true)
+      expect(await core.findEntry('tok')).toEqual({ data: Buffer.from('kept'), expiry: moved })
+    })
+
+    it('resolves to false and creates nothing for a missing token', async () => {
+      expect(await core.touch('missing', later(HOUR))).toBe(false)
+      expect(await rows()).toHaveLength(0)
+    })
+
+    it('resolves to false and does not revive an expired token', async () => {
+      await core.commit('past', Buffer.from('x'), new Date(Date.now() - 1000))
+      expect(await core.touch('past', later(HOUR))).toBe(false)
+      expect(await core.findEntry('past')).toBeNull()
+    })
+
+    it('rejects a bad token or expiry before writing', async () => {
+      await core.commit('tok', Buffer.from('x'), later(HOUR))
+      const before = await core.findEntry('tok')
+      await expect(core.touch('', later(HOUR))).rejects.toThrow(TypeError)
+      await expect(core.touch('tok', 'tomorrow' as unknown as Date)).rejects.toThrow(TypeError)
+      await expect(core.touch('tok', new Date(NaN))).rejects.toThrow(RangeError)
+      expect(await core.findEntry('tok')).toEqual(before)
+    })
+  })
+
+  describe('core: count and clear', () => {
+    it('count resolves to the number of active rows only', async () => {
+      expect(await core.count()).toBe(0)
+      await core.commit('a', Buffer.from('x'), later(HOUR))
+      await core.commit('b', Buffer.from('x'), later(HOUR))
+      await core.commit('old', Buffer.from('x'), new Date(Date.now() - 1000))
+      expect(await core.count()).toBe(2)
+    })
+
+    it('clear deletes every row, active and expired, of its own table only', async () => {
+      const other = new PostgresStore(sql, { table: uniqueTable('adapter_other'), cleanupInterval: 0 })
+      cores.push(other)
+      await other.migrate()
+      await other.commit('elsewhere', Buffer.from('x'), later(HOUR))
+      await core.commit('a', Buffer.from('x'), later(HOUR))
+      await core.commit('old', Buffer.from('x'), new Date(Date.now() - 1000))
+      expect(await core.clear()).toBe(2)
+      expect(await rows()).toHaveLength(0)
+      expect(await other.find('elsewhere')).toEqual(Buffer.from('x'))
+      expect(await core.clear()).toBe(0)
+    })
+  })
+
+  describe('get and set', () => {
+    it('returns what set stored, with cookie.expires equal to the stored expiry', async () => {
+      const session = sessionOf({ user: 'ada', visits: 3, tags: ['a', 'ü', '😀'] })
+      await store.set('sid-1', session)
+      const found = await store.get('sid-1')
+      expect(found).toEqual({ ...JSON.parse(JSON.stringify(session)), cookie: expect.any(Object) })
+      expect(found?.cookie.expires).toEqual(session.cookie.expires)
+      expect((await rows())[0].expiry).toEqual(session.cookie.expires)
+    })
+
+    it('returns null for a session that was never stored', async () => {
+      expect(await store.get('never-stored')).toBeNull()
+    })
+
+    it('returns null once cookie.expires has passed, by the millisecond', async () => {
+      await store.set('short', sessionOf({}, later(200)))
+      expect(await store.get('short')).not.toBeNull()
+      await sleep(350)
+      expect(await store.get('short')).toBeNull()
+    })
+
+    it('stores the session as the UTF-8 bytes of its JSON by default', async () => {
+      const session = sessionOf({ name: 'Zoë' })
+      await store.set('sid', session)
+      expect((await rows())[0].data).toEqual(Buffer.from(JSON.stringify(session), 'utf8'))
+    })
+
+    it('takes cookie.expires as a Date or as the ISO string JSON makes of it', async () => {
+      const expiry = later(3 * HOUR)
+      await store.set('as-date', sessionOf({}, expiry))
+      await store.set('as-string', { cookie: { expires: expiry.toISOString(), originalMaxAge: 1 } } as never)
+      expect((await rows()).map((row) => row.expiry)).toEqual([expiry, expiry])
+    })
+
+    it('keeps a session cookie (no expires) for ttl seconds, one day by default', async () => {
+      const before = Date.now()
+      await store.set('sid', sessionOf({}, null))
+      const expiry = (await rows())[0].expiry.getTime()
+      expect(expiry).toBeGreaterThanOrEqual(before + DAY)
+      expect(expiry).toBeLessThanOrEqual(Date.now() + DAY)
+      expect((await store.get('sid'))?.cookie.expires).toBeNull()
+    })
+
+    it('uses a ttl given in seconds, as a number or as a function of the session', async () => {
+      const fixed = adapter({ ttl: 60 })
+      const perUser = adapter({ ttl: (session) => ((session as { user?: string }).user ? 7200 : 30) })
+      const before = Date.now()
+      await fixed.set('fixed', sessionOf({}, null))
+      await perUser.set('guest', sessionOf({}, null))
+      await perUser.set('member', sessionOf({ user: 'ada' }, null))
+      const after = Date.now()
+      const [fixedRow, guestRow, memberRow] = await rows()
+      expect(fixedRow.expiry.getTime()).toBeGreaterThanOrEqual(before + 60_000)
+      expect(fixedRow.expiry.getTime()).toBeLessThanOrEqual(after + 60_000)
+      expect(guestRow.expiry.getTime()).toBeLessThanOrEqual(after + 30_000)
+      expect(memberRow.expiry.getTime()).toBeGreaterThanOrEqual(before + 7200_000)
+    })
+
+    it('rejects a ttl function that returns no positive number, writing nothing', async () => {
+      const broken = adapter({ ttl: () => -5 })
+      await expect(broken.set('sid', sessionOf({}, null))).rejects.toThrow(RangeError)
+      expect(await rows()).toHaveLength(0)
+    })
+
+    it('removes the session when set is given an expiry already past', async () => {
+      await store.set('sid', sessionOf({ user: 'ada' }))
+      await store.set('sid', sessionOf({ user: 'ada' }, new Date(Date.now() - 1)))
+      expect(await rows()).toHaveLength(0)
+    })
+
+    it('replaces data and expiry of an existing session', async () => {
+      await store.set('sid', sessionOf({ step: 1 }, later(HOUR)))
+      const second = sessionOf({ step: 2 }, later(5 * HOUR))
+      await store.set('sid', second)
+      const found = await store.get('sid')
+      expect(found).toMatchObject({ step: 2 })
+      expect(found?.cookie.expires).toEqual(second.cookie.expires)
+    })
+
+    it('uses a custom serializer both ways', async () => {
+      const serializer = {
+        stringify: (session: SessionData) => 'v1:' + JSON.stringify(session),
+        parse: (text: string) => JSON.parse(text.slice('v1:'.length)),
+      }
+      const custom = adapter({ serializer })
+      await custom.set('sid', sessionOf({ user: 'ada' }))
+      expect((await rows())[0].data.subarray(0, 3).toString()).toBe('v1:')
+      expect(await custom.get('sid')).toMatchObject({ user: 'ada' })
+    })
+  })
+
+  describe('sessions that cannot be serialized', () => {
+    it.each([
+      ['a circular object', () => {
+        const session = sessionOf({ secret: 'hunter2' }) as unknown as Record<string, unknown>
+        session.self = session
+        return session
+      }],
+      ['a BigInt', () => sessionOf({ secret: 'hunter2', big: BigInt(1) })],
+    ])('%s: set fails with an error that says so, and writes nothing', async (_, make) => {
+      await store.set('sid', sessionOf({ kept: true }))
+      const before = await rows()
+      const error = await store.set('sid', make() as SessionData).catch((caught: Error) => caught)
+      expect(error).toBeInstanceOf(TypeError)
+      expect((error as Error).message).toMatch(/could not be serialized/)
+      expect((error as Error).message).not.toMatch(/hunter2|sid/)
+      expect(await rows()).toEqual(before)
+    })
+
+    it('a serializer that returns no string fails set and writes nothing', async () => {
+      const custom = adapter({ serializer: { stringify: () => 42 as unknown as string, parse: JSON.parse } })
+      await expect(custom.set('sid', sessionOf())).rejects.toThrow(/could not be serialized/)
+      expect(await rows()).toHaveLength(0)
+    })
+  })
+
+  describe('rows that cannot be decoded', () => {
+    const secretSid = 'sid-that-must-not-leak'
+    it.each([
+      ['bytes that are not UTF-8', Buffer.from([0xff, 0xfe, 0x7b])],
+      ['invalid JSON', Buffer.from('{"cookie": {"secret": "hunter2"')],
+      ['JSON without a cookie', Buffer.from('{"secret": "hunter2"}')],
+      ['JSON that is not an object', Buffer.from('"hunter2"')],
+    ])('%s: get returns null, removes the row, reports without id or data', async (_, bytes) => {
+      await core.commit(secretSid, bytes, later(HOUR))
+      expect(await store.get(secretSid)).toBeNull()
+      expect(await rows()).toHaveLength(0)
+      expect(reported).toHaveLength(1)
+      expect(reported[0].message).toMatch(/could not be decoded/)
+      expect(reported[0].message).not.toMatch(/hunter2|must-not-leak/)
+    })
+
+    it('a serializer whose parse throws: get returns null and the row is removed', async () => {
+      const custom = adapter({ serializer: { stringify: JSON.stringify, parse: () => { throw new Error('hunter2') } } })
+      await custom.set(secretSid, sessionOf())
+      expect(await custom.get(secretSid)).toBeNull()
+      expect(await rows()).toHaveLength(0)
+      expect(reported.map((error) => error.message)).toEqual([expect.stringMatching(/serializer threw Error/)])
+      expect(reported[0].message).not.toMatch(/hunter2|must-not-leak/)
+    })
+
+    it('all leaves unreadable rows out, removes and reports them', async () => {
+      await store.set('good', sessionOf({ user: 'ada' }))
+      await core.commit('bad', Buffer.from('not json'), later(HOUR))
+      expect(Object.keys(await store.all())).toEqual(['good'])
+      expect((await rows()).map((row) => row.token)).toEqual(['good'])
+      expect(reported).toHaveLength(1)
+    })
+
+    it('a throwing onError does not break get', async () => {
+      const loud = adapter({ onError: () => { throw new Error('onError failed') } })
+      await core.commit('bad', Buffer.from('not json'), later(HOUR))
+      expect(await loud.get('bad')).toBeNull()
+    })
+  })
+
+  describe('touch', () => {
+    it('moves only the stored expiry, and the next get shows it as cookie.expires', async () => {
+      await store.set('sid', sessionOf({ visits: 1 }, later(HOUR)))
+      const moved = later(3 * HOUR)
+      await store.touch('sid', sessionOf({ visits: 99 }, moved))
+      const found = await store.get('sid')
+      expect(found).toMatchObject({ visits: 1 })
+      expect(found?.cookie.expires).toEqual(moved)
+      expect((await rows())[0].expiry).toEqual(moved)
+    })
+
+    it('extends a session cookie by ttl from now', async () => {
+      const short = adapter({ ttl: 1 })
+      await short.set('sid', sessionOf({}, null))
+      await store.touch('sid', sessionOf({}, null))
+      expect((await rows())[0].expiry.getTime()).toBeGreaterThan(Date.now() + DAY - 60_000)
+    })
+
+    it('does not create a missing session nor revive an expired one', async () => {
+      await core.commit('past', Buffer.from(JSON.stringify(sessionOf())), new Date(Date.now() - 1000))
+      await store.touch('missing', sessionOf())
+      await store.touch('past', sessionOf({}, later(HOUR)))
+      expect(await store.get('missing')).toBeNull()
+      expect(await store.get('past')).toBeNull()
+      expect((await rows()).map((row) => row.token)).toEqual(['past'])
+    })
+
+    it('does nothing with disableTouch', async () => {
+      const still = adapter({ disableTouch: true })
+      const first = later(HOUR)
+      await still.set('sid', sessionOf({}, first))
+      await still.touch('sid', sessionOf({}, later(3 * HOUR)))
+      expect((await rows())[0].expiry).toEqual(first)
+    })
+  })
+
+  describe('destroy', () => {
+    it('removes the session; destroying a missing one is no error', async () => {
+      await store.set('sid', sessionOf())
+      await store.set('other', sessionOf())
+      await store.destroy('sid')
+      await store.destroy('never-stored')
+      expect(await store.get('sid')).toBeNull()
+      expect((await rows()).map((row) => row.token)).toEqual(['other'])
+    })
+  })
+
+  describe('all, length and clear', () => {
+    it('all resolves to the active sessions keyed by id; length counts them', async () => {
+      await store.set('a', sessionOf({ n: 1 }))
+      await store.set('b', sessionOf({ n: 2 }))
+      await core.commit('expired', Buffer.from(JSON.stringify(sessionOf({ n: 3 }))), new Date(Date.now() - 1000))
+      const all = await store.all()
+      expect(Object.keys(all).sort()).toEqual(['a', 'b'])
+      expect(all.a).toMatchObject({ n: 1 })
+      expect(all.b).toMatchObject({ n: 2 })
+      expect(await store.length()).toBe(2)
+    })
+
+    it('all is an empty object and length 0 with no sessions', async () => {
+      expect(await store.all()).toEqual({})
+      expect(await store.length()).toBe(0)
+    })
+
+    it('a session id such as __proto__ is an ordinary key of all', async () => {
+      await store.set('__proto__', sessionOf({ n: 1 }))
+      const all = await store.all()
+      expect(Object.keys(all)).toEqual(['__proto__'])
+      expect(Object.getOwnPropertyDescriptor(all, '__proto__')?.value).toMatchObject({ n: 1 })
+    })
+
+    it('clear removes every session of the table, active and expired', async () => {
+      await store.set('a', sessionOf())
+      await core.commit('expired', Buffer.from('{}'), new Date(Date.now() - 1000))
+      await store.clear()
+      expect(await rows()).toHaveLength(0)
+      expect(await store.length()).toBe(0)
+    })
+  })
+
+  describe('callbacks', () => {
+    it('each method calls back exactly once with (null, value) and returns nothing', async () => {
+      const session = sessionOf({ user: 'ada' })
+      const set = await callbackCalls<void>((done) => store.set('sid', session, done))
+      expect(set.returned).toBeUndefined()
+      expect(set.calls).toEqual([[null, undefined]])
+      const get = await callbackCalls<SessionData | null>((done) => store.get('sid', done))
+      expect(get.calls).toEqual([[null, expect.objectContaining({ user: 'ada' })]])
+      const touch = await callbackCalls<void>((done) => store.touch('sid', session, done))
+      expect(touch.calls).toEqual([[null, undefined]])
+      const all = await callbackCalls<Record<string, SessionData>>((done) => store.all(done))
+      expect(all.calls).toEqual([[null, { sid: expect.objectContaining({ user: 'ada' }) }]])
+      const length = await callbackCalls<number>((done) => store.length(done))
+      expect(length.calls).toEqual([[null, 1]])
+      const destroy = await callbackCalls<void>((done) => store.destroy('sid', done))
+      expect(destroy.calls).toEqual([[null, undefined]])
+      const missing = await callbackCalls<SessionData | null>((done) => store.get('sid', done))
+      expect(missing.calls).toEqual([[null, null]])
+      const clear = await callbackCalls<void>((done) => store.clear(done))
+      expect(clear.calls).toEqual([[null, undefined]])
+    })
+
+    it('a bad argument calls back once with a TypeError that does not echo it', async () => {
+      const secret = 'x'.repeat(2000)
+      const empty = await callbackCalls<SessionData | null>((done) => store.get('', done))
+      expect(empty.calls).toEqual([[expect.any(TypeError)]])
+      const long = await callbackCalls<void>((done) => store.set(secret, sessionOf(), done))
+      expect(long.calls).toEqual([[expect.any(RangeError)]])
+      expect((long.calls[0][0] as Error).message).not.toContain('xxxx')
+      const noCookie = await callbackCalls<void>((done) => store.set('sid', {} as SessionData, done))
+      expect(noCookie.calls).toEqual([[expect.any(TypeError)]])
+      expect(await rows()).toHaveLength(0)
+    })
+
+    it('a callback that is not a function is a TypeError before anything is written', () => {
+      expect(() => store.set('sid', sessionOf(), 'done' as never)).toThrow(TypeError)
+    })
+
+    it('without a callback, each method returns a promise', async () => {
+      const pending = store.length()
+      expect(pending).toBeInstanceOf(Promise)
+      await pending
+    })
+  })
+
+  describe('database outages', () => {
+    it('reach the callback and the promise as errors, not as crashes', async () => {
+      const down = backend.connect()
+      await down.end({ timeout: 1 })
+      const broken = adapter({ sql: down })
+      const viaCallback = await callbackCalls<SessionData | null>((done) => broken.get('sid', done))
+      expect(viaCallback.calls).toEqual([[expect.any(Error)]])
+      await expect(broken.set('sid', sessionOf())).rejects.toThrow()
+      await expect(broken.length()).rejects.toThrow()
+    })
+  })
+
+  describe('ownership', () => {
+    it('close stops the cleanup timer but never ends the caller\'s sql', async () => {
+      const own = adapter({ cleanupInterval: 60_000 })
+      await own.close()
+      await own.close()
+      expect(await sql`SELECT 1 AS one`).toEqual([{ one: 1 }])
+    })
+
+    it('an adapter on an existing PostgresStore stores through it and leaves it running', async () => {
+      const shared = adapter({ sql: undefined, table: undefined, cleanupInterval: undefined, store: core })
+      expect(shared.store).toBe(core)
+      await shared.set('sid', sessionOf({ user: 'ada' }))
+      await shared.close()
+      expect(await core.find('sid')).not.toBeNull()
+    })
+  })
+}, backends.filter((backend) => backend.real)) // TODO: all backends once spec/support/pg-mem.ts lands
+
+describe('PostgresSessionStore with a connectionString [PGlite]', () => {
+  it('opens its own pool and close() ends it', async () => {
+    const table = uniqueTable('adapter_url')
+    const sql = postgres(process.env.PGLITE_TEST_URL!, { onnotice: () => {} })
+    const core = new PostgresStore(sql, { table, cleanupInterval: 0 })
+    try {
+      await core.migrate()
+      const store = new PostgresSessionStore({ connectionString: process.env.PGLITE_TEST_URL!, table })
+      await store.set('sid', sessionOf({ user: 'ada' }))
+      expect(await core.find('sid')).not.toBeNull()
+      await store.close()
+      await expect(store.get('sid')).rejects.toThrow()
+    } finally {
+      await sql.unsafe(`DROP TABLE IF EXISTS "${table}"`)
+      await sql.end({ timeout: 5 })
+    }
+  })
+})
+
+describe('PostgresSessionStore construction', () => {
+  // postgres.js connects lazily: this instance never opens a connection.
+  const sql = postgres('postgres://nobody@127.0.0.1:1/none')
+  const core = new PostgresStore(sql, { cleanupInterval: 0 })
+  afterAll(async () => {
+    core.stopCleanup()
+    await sql.end({ timeout: 1 })
+  })
+
+  const build = (options: unknown) => () => new PostgresSessionStore(options as PostgresSessionStoreOptions)
+
+  it('accepts { sql }, { store } and every documented option', async () => {
+    const full = new PostgresSessionStore({
+      sql, table: 'app.sessions', cleanupInterval: 0, ttl: 60, serializer: JSON, disableTouch: true, onError: () => {},
+    })
+    await full.close()
+    await new PostgresSessionStore({ store: core, ttl: () => 5 }).close()
+  })
+
+  it.each([
+    ['no options', undefined, TypeError, /options object/],
+    ['none of sql, store, connectionString', {}, TypeError, /exactly one of sql, store or connectionString/],
+    ['two of them', { sql, store: core }, TypeError, /exactly one/],
+    ['an unknown option', { sql, maxAge: 5 }, TypeError, /unknown option "maxAge"/],
+    ['a store that is no PostgresStore', { store: {} }, TypeError, /store must be a PostgresStore/],
+    ['table beside store', { store: core, table: 'x' }, TypeError, /table configures the PostgresStore/],
+    ['an empty connectionString', { connectionString: '' }, TypeError, /connectionString/],
+    ['a ttl string', { sql, ttl: '1d' }, TypeError, /ttl must be a number/],
+    ['a ttl of 0', { sql, ttl: 0 }, RangeError, /ttl must be a positive/],
+    ['an infinite ttl', { sql, ttl: Infinity }, RangeError, /ttl/],
+    ['a serializer without parse', { sql, serializer: { stringify: JSON.stringify } }, TypeError, /serializer/],
+    ['a disableTouch string', { sql, disableTouch: 'yes' }, TypeError, /disableTouch/],
+    ['an onError string', { sql, onError: 'log' }, TypeError, /onError/],
+    ['a bad table', { sql, table: '' }, TypeError, /table/],
+    ['a bad cleanupInterval', { sql, cleanupInterval: -1 }, RangeError, /cleanupInterval/],
+    ['an sql that is no postgres.js instance', { sql: {} }, TypeError, /postgres.js instance/],
+  ])('rejects %s', (_, options, type, message) => {
+    expect(build(options)).toThrow(type)
+    expect(build(options)).toThrow(message)
+  })
+})
+
+describe('a callback that throws', () => {
+  // Run in a child process: jest itself turns an uncaught exception into a test
+  // failure, and that exception is exactly what this test expects to happen.
+  const script = `
+    require('ts-node').register({ transpileOnly: true, project: 'spec/tsconfig.json' })
+    const Module = require('node:module')
+    const resolve = Module._resolveFilename
+    Module._resolveFilename = function (request, ...rest) {
+      try { return resolve.call(this, request, ...rest) } catch (error) {
+        if (!request.endsWith('.js')) throw error
+        return resolve.call(this, request.replace(/\\.js$/, '.ts'), ...rest)
+      }
+    }
+    const { PostgresStore, PostgresSessionStore } = require('./lib/index.ts')
+    // A stand-in for postgres.js whose every query finds nothing.
+    const sql = Object.assign(() => {}, { unsafe: async () => [] })
+    const store = new PostgresSessionStore({ store: new PostgresStore(sql, { cleanupInterval: 0 }) })
+    const calls = { found: 0, failed: 0 }
+    const uncaught = []
+    process.on('uncaughtException', (error) => uncaught.push(error.message))
+    store.get('sid', () => { calls.found++; throw new Error('thrown after a result') })
+    store.get('', () => { calls.failed++; throw new Error('thrown after an error') })
+    setTimeout(() => console.log(JSON.stringify({ calls, uncaught })), 100)
+  `
+
+  it('surfaces as an uncaught exception and never causes a second call', async () => {
+    const output = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['-e', script], { cwd: `${__dirname}/..` }, (error, stdout) =>
+        error ? reject(error) : resolve(stdout))
+    })
+    expect(JSON.parse(output)).toEqual({
+      calls: { found: 1, failed: 1 },
+      uncaught: expect.arrayContaining(['thrown after a result', 'thrown after an error']),
+    })
+  })
+})
