@@ -72,7 +72,10 @@ describeEachBackend('PostgresSessionStore', (backend) => {
   })
   afterEach(async () => {
     for (const each of adapters.splice(0)) await each.close()
-    for (const each of cores.splice(0)) each.stopCleanup()
+    for (const each of cores.splice(0)) {
+      each.stopCleanup()
+      await sql`DROP TABLE IF EXISTS ${sql(each.table)}`
+    }
   })
   afterAll(async () => {
     await sql.end({ timeout: 5 })

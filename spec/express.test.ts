@@ -1,0 +1,262 @@
+// End to end: real Express 4 and Express 5 apps with express-session and
+// PostgresSessionStore, driven over HTTP by supertest, on real PostgreSQL.
+import express from 'express'
+import session, { type SessionOptions } from 'express-session'
+import type { Sql } from 'postgres'
+import request from 'supertest'
+import { PostgresStore } from '../lib/postgres-store'
+import { PostgresSessionStore, type PostgresSessionStoreOptions } from '../lib/session-store'
+import { describeEachBackend, realBackends, uniqueTable } from './support/backends'
+
+// The package alias express4 has no types of its own; its API is Express 5's for what is used here.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const express4: typeof express = require('express4')
+
+declare module 'express-session' {
+  interface SessionData {
+    user: string
+    views: number
+  }
+}
+
+const HOUR = 3600_000
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+type Express = typeof express
+type Reply = { id: string; user?: string; views?: number }
+
+/** A small app: log in, count visits, peek without changing anything, regenerate, log out. */
+function buildApp(createApp: Express, store: PostgresSessionStore, options: Partial<SessionOptions> = {}) {
+  const app = createApp()
+  app.use(session({ store, secret: 'test secret', resave: false, saveUninitialized: false, ...options }))
+  const reply = (req: express.Request): Reply => ({ id: req.sessionID, user: req.session.user, views: req.session.views })
+  app.post('/login/:user', (req, res) => {
+    req.session.user = req.params.user
+    res.json(reply(req))
+  })
+  app.get('/count', (req, res) => {
+    req.session.views = (req.session.views ?? 0) + 1
+    res.json(reply(req))
+  })
+  app.get('/peek', (req, res) => {
+    res.json(reply(req))
+  })
+  app.post('/regenerate', (req, res, next) => {
+    const user = req.session.user
+    req.session.regenerate((error) => {
+      if (error) return next(error)
+      if (user) req.session.user = user
+      res.json(reply(req))
+    })
+  })
+  app.post('/logout', (req, res, next) => {
+    req.session.destroy((error) => (error ? next(error) : res.json({ loggedOut: true })))
+  })
+  return app
+}
+
+/** The Set-Cookie header of the session cookie, or '' when the response set none. */
+function sessionCookieHeader(response: request.Response): string {
+  const cookies = ([] as string[]).concat(response.headers['set-cookie'] ?? [])
+  return cookies.find((each) => each.startsWith('connect.sid=')) ?? ''
+}
+
+/** The signed session cookie of a response, ready to send back by hand. */
+function sessionCookie(response: request.Response): string {
+  const header = sessionCookieHeader(response)
+  if (!header) throw new Error('the response set no session cookie')
+  return header.split(';')[0]
+}
+
+const hasSessionCookie = (response: request.Response) => sessionCookieHeader(response) !== ''
+
+describe.each([
+  ['Express 4', express4],
+  ['Express 5', express],
+])('%s', (_, createApp) => {
+  describeEachBackend('with PostgresSessionStore', (backend) => {
+    let sql: Sql
+    let core: PostgresStore
+    let store: PostgresSessionStore
+    const stores: PostgresSessionStore[] = []
+
+    /** A store on this test's table. */
+    function newStore(options: Partial<PostgresSessionStoreOptions> = {}) {
+      const created = new PostgresSessionStore({ sql, table: core.table, cleanupInterval: 0, ...options } as PostgresSessionStoreOptions)
+      stores.push(created)
+      return created
+    }
+
+    async function storedExpiry(sid: string): Promise<number> {
+      const entry = await core.findEntry(sid)
+      if (!entry) throw new Error('no stored session')
+      return entry.expiry.getTime()
+    }
+
+    beforeAll(() => {
+      sql = backend.connect()
+    })
+    beforeEach(async () => {
+      core = new PostgresStore(sql, { table: uniqueTable('express'), cleanupInterval: 0 })
+      await core.migrate()
+      store = newStore()
+    })
+    afterEach(async () => {
+      for (const each of stores.splice(0)) await each.close()
+      core.stopCleanup()
+      jest.restoreAllMocks()
+      await sql`DROP TABLE IF EXISTS ${sql(core.table)}`
+    })
+    afterAll(async () => {
+      await sql.end({ timeout: 5 })
+    })
+
+    it('logs in, counts visits, logs out', async () => {
+      const agent = request.agent(buildApp(createApp, store))
+      const login = await agent.post('/login/ada').expect(200)
+      expect(login.body.user).toBe('ada')
+      expect((await agent.get('/count')).body).toMatchObject({ user: 'ada', views: 1 })
+      expect((await agent.get('/count')).body).toMatchObject({ user: 'ada', views: 2 })
+      expect((await agent.get('/count')).body).toEqual({ id: login.body.id, user: 'ada', views: 3 })
+      expect(await store.get(login.body.id)).toMatchObject({ user: 'ada', views: 3 })
+
+      await agent.post('/logout').expect(200)
+      expect(await store.get(login.body.id)).toBeNull()
+      expect(await store.length()).toBe(0)
+      const after = await agent.get('/count')
+      expect(after.body.user).toBeUndefined()
+      expect(after.body.views).toBe(1)
+      expect(after.body.id).not.toBe(login.body.id)
+    })
+
+    it('rolling: an unchanged request sends the cookie again and moves the stored expiry', async () => {
+      const agent = request.agent(buildApp(createApp, store, { rolling: true, cookie: { maxAge: HOUR } }))
+      const { id } = (await agent.post('/login/ada')).body
+      const first = await storedExpiry(id)
+      await sleep(1100)
+      const peek = await agent.get('/peek')
+      expect(hasSessionCookie(peek)).toBe(true)
+      const moved = await storedExpiry(id)
+      expect(moved).toBeGreaterThanOrEqual(first + 1000)
+      // The cookie's Expires (whole seconds) and the row agree.
+      const expires = Date.parse(/Expires=([^;]+)/.exec(sessionCookieHeader(peek))![1])
+      expect(Math.abs(expires - moved)).toBeLessThan(1000)
+    })
+
+    it('without rolling, an unchanged request sends no cookie', async () => {
+      const agent = request.agent(buildApp(createApp, store, { cookie: { maxAge: HOUR } }))
+      await agent.post('/login/ada')
+      expect(hasSessionCookie(await agent.get('/peek'))).toBe(false)
+    })
+
+    it('resave false: an unchanged request touches the session instead of rewriting it', async () => {
+      const agent = request.agent(buildApp(createApp, store, { resave: false }))
+      await agent.post('/login/ada')
+      const set = jest.spyOn(store, 'set')
+      const touch = jest.spyOn(store, 'touch')
+      await agent.get('/peek')
+      expect(set).not.toHaveBeenCalled()
+      expect(touch).toHaveBeenCalledTimes(1)
+    })
+
+    it('resave true: an unchanged request rewrites the session', async () => {
+      const agent = request.agent(buildApp(createApp, store, { resave: true }))
+      const { id } = (await agent.post('/login/ada')).body
+      const set = jest.spyOn(store, 'set')
+      await agent.get('/peek')
+      expect(set).toHaveBeenCalledTimes(1)
+      expect(await store.get(id)).toMatchObject({ user: 'ada' })
+    })
+
+    it('saveUninitialized false stores nothing for a visitor who changed nothing; true stores it', async () => {
+      const lazy = await request(buildApp(createApp, store, { saveUninitialized: false })).get('/peek')
+      expect(hasSessionCookie(lazy)).toBe(false)
+      expect(await store.length()).toBe(0)
+
+      const eager = await request(buildApp(createApp, store, { saveUninitialized: true })).get('/peek')
+      expect(hasSessionCookie(eager)).toBe(true)
+      expect(Object.keys(await store.all())).toEqual([eager.body.id])
+    })
+
+    it('regenerate replaces the session id and removes the old session', async () => {
+      const agent = request.agent(buildApp(createApp, store))
+      const before = (await agent.post('/login/ada')).body
+      const after = (await agent.post('/regenerate')).body
+      expect(after.id).not.toBe(before.id)
+      expect(after.user).toBe('ada')
+      expect(await store.get(before.id)).toBeNull()
+      expect(await store.get(after.id)).toMatchObject({ user: 'ada' })
+      expect((await agent.get('/peek')).body).toMatchObject({ id: after.id, user: 'ada' })
+    })
+
+    it('a session whose maxAge has passed is gone, even when the old cookie is sent again', async () => {
+      const app = buildApp(createApp, store, { cookie: { maxAge: 300 } })
+      const login = await request(app).post('/login/ada')
+      const cookie = sessionCookie(login)
+      expect((await request(app).get('/peek').set('Cookie', cookie)).body.user).toBe('ada')
+      await sleep(500)
+      const late = await request(app).get('/peek').set('Cookie', cookie)
+      expect(late.body.user).toBeUndefined()
+      expect(await store.get(login.body.id)).toBeNull()
+    })
+
+    it('a cookie without maxAge is a browser-session cookie, stored for ttl seconds', async () => {
+      const shortLived = newStore({ ttl: 1 })
+      const app = buildApp(createApp, shortLived)
+      const before = Date.now()
+      const login = await request(app).post('/login/ada')
+      expect(sessionCookieHeader(login)).not.toMatch(/Expires=/)
+      const expiry = await storedExpiry(login.body.id)
+      expect(expiry).toBeGreaterThanOrEqual(before + 1000)
+      expect(expiry).toBeLessThanOrEqual(Date.now() + 1000)
+
+      await sleep(1200)
+      const late = await request(app).get('/peek').set('Cookie', sessionCookie(login))
+      expect(late.body.user).toBeUndefined()
+    })
+
+    it('each request touches the stored expiry forward, and get shows the new expiry', async () => {
+      const agent = request.agent(buildApp(createApp, store, { cookie: { maxAge: HOUR } }))
+      const { id } = (await agent.post('/login/ada')).body
+      const first = await storedExpiry(id)
+      await sleep(50)
+      const before = Date.now()
+      await agent.get('/peek')
+      const touched = await storedExpiry(id)
+      expect(touched).toBeGreaterThan(first)
+      expect(touched).toBeGreaterThanOrEqual(before + HOUR)
+      const found = await store.get(id)
+      expect(found).toMatchObject({ user: 'ada' })
+      expect(new Date(found!.cookie.expires!).getTime()).toBe(touched)
+    })
+
+    it('keeps several sessions apart when they run at once', async () => {
+      const app = buildApp(createApp, store)
+      const names = ['ada', 'bob', 'cy', 'dee', 'eve', 'fay']
+      const agents = names.map(() => request.agent(app))
+      await Promise.all(agents.map((agent, i) => agent.post(`/login/${names[i]}`)))
+      for (let round = 1; round <= 3; round++) {
+        const replies = await Promise.all(agents.map((agent) => agent.get('/count')))
+        expect(replies.map((reply) => reply.body)).toEqual(
+          names.map((user) => expect.objectContaining({ user, views: round })),
+        )
+      }
+      expect(await store.length()).toBe(names.length)
+    })
+
+    it('all, length and clear see what real requests stored', async () => {
+      const app = buildApp(createApp, store)
+      const ids: Record<string, string> = {}
+      for (const user of ['ada', 'bob', 'cy']) ids[user] = (await request(app).post(`/login/${user}`)).body.id
+
+      const all = await store.all()
+      expect(Object.keys(all).sort()).toEqual(Object.values(ids).sort())
+      for (const [user, id] of Object.entries(ids)) expect(all[id]).toMatchObject({ user })
+      expect(await store.length()).toBe(3)
+
+      await store.clear()
+      expect(await store.length()).toBe(0)
+      expect(await store.all()).toEqual({})
+    })
+  }, realBackends)
+})
