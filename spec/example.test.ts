@@ -98,14 +98,18 @@ function describeExampleUse(env: Record<string, string>): void {
     expect(visits(page)).toBe(before + 1)
     expect(page).toContain('Logged in as <strong>Grace</strong>')
   }, START_TIMEOUT + STOP_TIMEOUT)
+
+  it('stops on SIGINT (Ctrl-C) with exit code 0 too', async () => {
+    expect(await app.stop('SIGINT')).toEqual({ code: 0, signal: null })
+  })
 }
 
 // ---- the example as a child process -------------------------------------
 
 interface RunningExample {
   readonly url: string
-  /** SIGTERM, then the exit code and signal; rejects when it takes over STOP_TIMEOUT. */
-  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  /** Sends signal, then resolves to the exit code and signal; rejects when it takes over STOP_TIMEOUT. */
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   /** For cleanup after a failure: SIGKILL if it is still running. */
   kill(): void
 }
@@ -126,7 +130,7 @@ function startExample(env: Record<string, string>): Promise<RunningExample> {
       const url = /listening on (http:\/\/\S+)/.exec(output)?.[1]
       if (!url) return
       cleanUp()
-      resolve({ url, stop: () => stopChild(child, () => output), kill: () => killChild(child) })
+      resolve({ url, stop: (signal = 'SIGTERM') => stopChild(child, signal, () => output), kill: () => killChild(child) })
     }
     function fail(reason: string) {
       cleanUp()
@@ -143,17 +147,17 @@ function startExample(env: Record<string, string>): Promise<RunningExample> {
   })
 }
 
-function stopChild(child: ChildProcess, output: () => string) {
+function stopChild(child: ChildProcess, signal: NodeJS.Signals, output: () => string) {
   return new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
     const timer = setTimeout(() => {
       killChild(child)
-      reject(new Error(`examples/server.mjs still ran ${STOP_TIMEOUT} ms after SIGTERM. Its output:\n${output()}`))
+      reject(new Error(`examples/server.mjs still ran ${STOP_TIMEOUT} ms after ${signal}. Its output:\n${output()}`))
     }, STOP_TIMEOUT)
-    child.once('exit', (code, signal) => {
+    child.once('exit', (code, exitSignal) => {
       clearTimeout(timer)
-      resolve({ code, signal })
+      resolve({ code, signal: exitSignal })
     })
-    child.kill('SIGTERM')
+    child.kill(signal)
   })
 }
 
