@@ -10,7 +10,7 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
  * Resolves to { url, stop }.
  */
 export async function startEmbeddedPostgres({ dataDir, port = 0, log = () => {} } = {}) {
-  log(dataDir ? `opening PGlite in ${dataDir} (the first start takes ~10 s)` : 'starting an in-memory PGlite (~10 s)')
+  log(dataDir ? `opening PGlite in ${dataDir} (a new database takes ~10 s, an existing one ~2 s)` : 'starting an in-memory PGlite (~5-10 s)')
   const db = await PGlite.create(dataDir ? { dataDir } : {})
   // postgres.js opens a pool; pglite-socket accepts a single connection by default.
   const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: port || await freePort(), maxConnections: 32 })
