@@ -1,0 +1,43 @@
+// One Express app per store, in its own process: `tsx http-server.ts <store> <port> <seed> <count>`.
+// It preloads <count> sessions whose ids derive from <seed>, so the driver can
+// sign the same ids into cookies without asking. Prints "ready" when listening.
+import express from 'express'
+import session from 'express-session'
+import { newSession, SESSION_MAX_AGE_MS } from './sessions.js'
+import { openStore, type StoreName } from './stores.js'
+import { seededSid, HTTP_SECRET } from './http-sessions.js'
+
+async function main() {
+  const [name, port, seed, count] = process.argv.slice(2)
+  const store = await openStore(name as StoreName)
+  if (!store.expressStore) throw new Error(`${name} has no express-session store`)
+  await store.preload(Array.from({ length: Number(count) }, (_, i) => [seededSid(seed, i), newSession(i)] as const))
+
+  const app = express()
+  app.use(session({
+    store: store.expressStore,
+    secret: HTTP_SECRET,
+    resave: false,
+    saveUninitialized: false,
+    cookie: { maxAge: SESSION_MAX_AGE_MS },
+  }))
+  // Reads the session only: express-session then calls get, and touch at the end.
+  app.get('/read', (req, res) => {
+    res.send(String((req.session as unknown as { userId?: number }).userId ?? 'no session'))
+  })
+  // Changes the session: get, then set at the end.
+  app.get('/write', (req, res) => {
+    const data = req.session as unknown as { views?: number }
+    data.views = (data.views ?? 0) + 1
+    res.send(String(data.views))
+  })
+  const server = app.listen(Number(port), '127.0.0.1', () => process.stdout.write('ready\n'))
+  const stop = () => server.close(() => store.close().then(() => process.exit(0), () => process.exit(1)))
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+}
+
+main().catch((error) => {
+  process.stderr.write(`http-server failed: ${error?.message}\n`)
+  process.exit(1)
+})

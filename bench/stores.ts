@@ -1,0 +1,226 @@
+// Every store under test behind one promise interface, with an untimed bulk
+// preload and a close that removes what the benchmark created. Each
+// PostgreSQL store gets its own table and its own pool of POOL_SIZE
+// connections (the default of both pg.Pool and postgres.js).
+import connectPgSimple from 'connect-pg-simple'
+import { RedisStore } from 'connect-redis'
+import session from 'express-session'
+import pg from 'pg'
+import postgres, { type Sql } from 'postgres'
+import { createClient } from 'redis'
+import { textArray } from '../lib/coalescer.js'
+import { PostgresStore } from '../lib/postgres-store.js'
+import { PostgresSessionStore } from '../lib/session-store.js'
+import { CoalescingPostgresStore } from './coalescing-store.js'
+import type { BenchSession } from './sessions.js'
+
+export const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+export const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
+export const POOL_SIZE = 10
+
+export type StoreName = 'memory' | 'redis' | 'cps' | 'floor' | 'core' | 'adapter' | 'coalesced'
+
+export const STORE_LABELS: Record<StoreName, string> = {
+  memory: 'express-session MemoryStore',
+  redis: 'connect-redis 9 (redis)',
+  cps: 'connect-pg-simple 10 (pg.Pool)',
+  floor: 'floor: hand-written SQL on postgres.js',
+  core: 'this store: core PostgresStore',
+  adapter: 'this store: PostgresSessionStore',
+  coalesced: 'this store + coalescing',
+}
+
+export interface BenchStore {
+  readonly name: StoreName
+  get(sid: string): Promise<unknown>
+  set(sid: string, session: BenchSession): Promise<void>
+  touch(sid: string, session: BenchSession): Promise<void>
+  destroy(sid: string): Promise<void>
+  /** Writes sessions in bulk, outside any measurement. */
+  preload(sessions: ReadonlyArray<readonly [string, BenchSession]>): Promise<void>
+  /** The express-session Store for the HTTP benchmark (not for core and floor). */
+  readonly expressStore?: session.Store
+  close(): Promise<void>
+}
+
+const tableSuffix = `${process.pid}_${Date.now().toString(36)}`
+const quiet = { onnotice: () => {} }
+
+export async function openStore(name: StoreName): Promise<BenchStore> {
+  switch (name) {
+    case 'memory':
+      return expressStore(name, new session.MemoryStore(), async () => {})
+    case 'redis':
+      return openRedis()
+    case 'cps':
+      return openConnectPgSimple()
+    case 'floor':
+      return openFloor()
+    case 'core':
+    case 'adapter':
+    case 'coalesced':
+      return openThisStore(name)
+  }
+}
+
+// --- express-session stores: callbacks turned into promises ---------------
+
+function promisify<T>(call: (callback: (error: unknown, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => call((error, value) => (error ? reject(error) : resolve(value as T))))
+}
+
+function expressStore(
+  name: StoreName,
+  store: session.Store,
+  close: () => Promise<void>,
+  bulkPreload?: BenchStore['preload'],
+): BenchStore {
+  const asSessionData = (s: BenchSession) => s as unknown as session.SessionData
+  return {
+    name,
+    expressStore: store,
+    get: (sid) => promisify((cb) => store.get(sid, cb)),
+    set: (sid, s) => promisify<void>((cb) => store.set(sid, asSessionData(s), cb)),
+    touch: (sid, s) => promisify<void>((cb) => store.touch!(sid, asSessionData(s), cb as (error?: unknown) => void)),
+    destroy: (sid) => promisify<void>((cb) => store.destroy(sid, cb)),
+    preload:
+      bulkPreload ??
+      (async (sessions) => {
+        for (const [sid, s] of sessions) await promisify<void>((cb) => store.set(sid, asSessionData(s), cb))
+      }),
+    close,
+  }
+}
+
+async function openRedis(): Promise<BenchStore> {
+  const client = createClient({ url: REDIS_URL })
+  client.on('error', () => {}) // a failed command still rejects; this only silences reconnect noise
+  await client.connect()
+  const prefix = `bench:${tableSuffix}:`
+  const store = new RedisStore({ client, prefix })
+  const preload: BenchStore['preload'] = async (sessions) => {
+    for (let i = 0; i < sessions.length; i += 1000) {
+      const multi = client.multi()
+      for (const [sid, s] of sessions.slice(i, i + 1000)) {
+        multi.set(prefix + sid, JSON.stringify(s), { expiration: { type: 'EX', value: 86400 } })
+      }
+      await multi.exec()
+    }
+  }
+  return expressStore('redis', store, async () => {
+    for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) {
+      if (keys.length > 0) await client.del(keys)
+    }
+    await client.close()
+  }, preload)
+}
+
+async function openConnectPgSimple(): Promise<BenchStore> {
+  const PgStore = connectPgSimple(session)
+  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: POOL_SIZE })
+  const table = `bench_cps_${tableSuffix}`
+  // connect-pg-simple's own table.sql, under a table of our own.
+  await pool.query(`CREATE TABLE "${table}" (sid varchar NOT NULL COLLATE "default", sess json NOT NULL, expire timestamp(6) NOT NULL)`)
+  await pool.query(`ALTER TABLE "${table}" ADD CONSTRAINT "${table}_pkey" PRIMARY KEY (sid)`)
+  await pool.query(`CREATE INDEX "${table}_expire" ON "${table}" (expire)`)
+  const store = new PgStore({ pool, tableName: table, pruneSessionInterval: false })
+  const preload: BenchStore['preload'] = async (sessions) => {
+    for (let i = 0; i < sessions.length; i += 2000) {
+      const chunk = sessions.slice(i, i + 2000)
+      await pool.query(
+        `INSERT INTO "${table}" (sid, sess, expire) SELECT s, j::json, e::timestamptz::timestamp ` +
+          'FROM unnest($1::text[], $2::text[], $3::text[]) AS u(s, j, e) ' +
+          'ON CONFLICT (sid) DO UPDATE SET sess = EXCLUDED.sess, expire = EXCLUDED.expire',
+        [chunk.map(([sid]) => sid), chunk.map(([, s]) => JSON.stringify(s)), chunk.map(([, s]) => s.cookie.expires.toISOString())],
+      )
+    }
+  }
+  return expressStore('cps', store, async () => {
+    await pool.query(`DROP TABLE IF EXISTS "${table}"`)
+    await pool.end()
+  }, preload)
+}
+
+// --- PostgreSQL tables in this library's schema ----------------------------
+
+async function openOwnTable(name: StoreName): Promise<{ sql: Sql; table: string; close: () => Promise<void> }> {
+  const sql = postgres(DATABASE_URL, { ...quiet, max: POOL_SIZE })
+  const table = `bench_${name}_${tableSuffix}`
+  await new PostgresStore(sql, { table, cleanupInterval: 0 }).migrate()
+  const close = async () => {
+    await sql.unsafe(`DROP TABLE IF EXISTS "${table}"`)
+    await sql.end({ timeout: 5 })
+  }
+  return { sql, table, close }
+}
+
+function bulkInsert(sql: Sql, table: string): BenchStore['preload'] {
+  return async (sessions) => {
+    for (let i = 0; i < sessions.length; i += 2000) {
+      const chunk = sessions.slice(i, i + 2000)
+      await sql.unsafe(
+        `INSERT INTO "${table}" (token, data, expiry) SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) ` +
+          'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, expiry = EXCLUDED.expiry',
+        [
+          textArray(chunk.map(([sid]) => sid)),
+          textArray(chunk.map(([, s]) => '\\x' + Buffer.from(JSON.stringify(s)).toString('hex'))),
+          textArray(chunk.map(([, s]) => s.cookie.expires.toISOString())),
+        ],
+      )
+    }
+  }
+}
+
+const encode = (s: BenchSession) => Buffer.from(JSON.stringify(s))
+const expiryOf = (s: BenchSession) => new Date(s.cookie.expires)
+
+/** The same statements as the core, hand-written, with nothing around them but JSON. */
+async function openFloor(): Promise<BenchStore> {
+  const { sql, table, close } = await openOwnTable('floor')
+  const run = (query: string, params: any[]) => sql.unsafe(query, params, { prepare: true })
+  const q = {
+    find: `SELECT data, expiry FROM "${table}" WHERE token = $1 AND expiry > now()`,
+    commit:
+      `INSERT INTO "${table}" (token, data, expiry) VALUES ($1, $2, $3) ` +
+      'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, expiry = EXCLUDED.expiry',
+    touch: `UPDATE "${table}" SET expiry = $1 WHERE token = $2 AND expiry > now()`,
+    delete: `DELETE FROM "${table}" WHERE token = $1`,
+  }
+  return {
+    name: 'floor',
+    get: async (sid) => {
+      const rows = await run(q.find, [sid])
+      return rows.length > 0 ? JSON.parse(rows[0].data.toString()) : null
+    },
+    set: async (sid, s) => void (await run(q.commit, [sid, encode(s), expiryOf(s)])),
+    touch: async (sid, s) => void (await run(q.touch, [expiryOf(s), sid])),
+    destroy: async (sid) => void (await run(q.delete, [sid])),
+    preload: bulkInsert(sql, table),
+    close,
+  }
+}
+
+async function openThisStore(name: 'core' | 'adapter' | 'coalesced'): Promise<BenchStore> {
+  const { sql, table, close } = await openOwnTable(name)
+  const options = { table, cleanupInterval: 0 }
+  const core = name === 'coalesced' ? new CoalescingPostgresStore(sql, options) : new PostgresStore(sql, options)
+  const preload = bulkInsert(sql, table)
+  const closeAll = async () => {
+    core.stopCleanup()
+    await close()
+  }
+  if (name !== 'core') return expressStore(name, new PostgresSessionStore({ store: core }), closeAll, preload)
+  // The core alone: bytes in and out, with the JSON step every store needs.
+  return {
+    name,
+    get: async (sid) => {
+      const entry = await core.findEntry(sid)
+      return entry === null ? null : JSON.parse(entry.data.toString())
+    },
+    set: (sid, s) => core.commit(sid, encode(s), expiryOf(s)),
+    touch: async (sid, s) => void (await core.touch(sid, expiryOf(s))),
+    destroy: (sid) => core.delete(sid),
+    preload,
+    close: closeAll,
+  }
+}
