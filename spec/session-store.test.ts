@@ -5,7 +5,7 @@ import type { SessionData } from 'express-session'
 import postgres, { type Sql } from 'postgres'
 import { PostgresStore } from '../lib/postgres-store'
 import { PostgresSessionStore, type Callback, type PostgresSessionStoreOptions } from '../lib/session-store'
-import { backends, describeEachBackend, uniqueTable } from './support/backends'
+import { describeEachBackend, uniqueTable } from './support/backends'
 
 const HOUR = 3600_000
 const DAY = 24 * HOUR
@@ -463,7 +463,7 @@ describeEachBackend('PostgresSessionStore', (backend) => {
       expect(await core.find('sid')).not.toBeNull()
     })
   })
-}, backends.filter((backend) => backend.real)) // TODO: all backends once spec/support/pg-mem.ts lands
+})
 
 describe('PostgresSessionStore with a connectionString [PGlite]', () => {
   it('opens its own pool and close() ends it', async () => {
