@@ -317,7 +317,7 @@ describeEachBackend('PostgresStore', (backend) => {
       ['null', null],
       ['an ArrayBuffer', new ArrayBuffer(2)],
     ])('commit with data that is %s is a TypeError', async (_, data) => {
-      await expect(counted.commit('existing', data as Buffer, later(HOUR))).rejects.toThrow(TypeError)
+      await expect(counted.commit('existing', data as unknown as Buffer, later(HOUR))).rejects.toThrow(TypeError)
     })
 
     it.each([
