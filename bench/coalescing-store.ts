@@ -22,18 +22,20 @@ export class CoalescingPostgresStore extends PostgresStore {
   private readonly deletes
   private readonly touches
 
-  constructor(sql: Sql<any>, options: PostgresStoreOptions & { table: string }) {
-    super(sql, options)
+  constructor(sql: Sql<any>, options: PostgresStoreOptions & { table: string; maxInFlight?: number }) {
+    const { maxInFlight, ...coreOptions } = options
+    super(sql, coreOptions)
     const single = (this as unknown as { queries: SingleQueries }).queries
     for (const name of ['findEntry', 'commit', 'delete', 'touch'] as const) {
       if (typeof single[name] !== 'string') throw new Error(`the core has no ${name} statement any more`)
     }
     const many = batchedQueries(options.table.split('.').map(quoteIdentifier).join('.'))
     const run: RunQuery = (query, params) => sql.unsafe(query, params as any[], { prepare: true }) as any
-    this.finds = findCoalescer(run, single, many)
-    this.commits = commitCoalescer(run, single, many)
-    this.deletes = deleteCoalescer(run, single, many)
-    this.touches = touchCoalescer(run, single, many)
+    const batching = { maxInFlight }
+    this.finds = findCoalescer(run, single, many, batching)
+    this.commits = commitCoalescer(run, single, many, batching)
+    this.deletes = deleteCoalescer(run, single, many, batching)
+    this.touches = touchCoalescer(run, single, many, batching)
   }
 
   async find(token: string): Promise<Buffer | null> {

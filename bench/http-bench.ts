@@ -43,12 +43,12 @@ export async function runHttpBench(options: HttpBenchOptions): Promise<HttpSampl
   const cookies = Array.from({ length: sessionCount }, (_, i) => sessionCookie(seededSid(seed, i)))
   const servers = new Map<StoreName, { port: number; child: ChildProcess }>()
   try {
-    for (const [i, store] of stores.entries()) {
+    log(`starting ${stores.length} servers on ports ${FIRST_PORT}-${FIRST_PORT + stores.length - 1}`)
+    await Promise.all(stores.map(async (store, i) => {
       const port = FIRST_PORT + i
-      log(`starting the ${store} server on port ${port}`)
       servers.set(store, { port, child: await startServer(store, port, seed, sessionCount) })
       await checkServer(store, port, cookies[0])
-    }
+    }))
     for (const { port } of servers.values()) {
       for (const route of ROUTES) await drive(port, route, 10, 1, cookies) // warm-up
     }

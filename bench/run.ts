@@ -15,9 +15,9 @@ import { DATABASE_URL, openStore, POOL_SIZE, REDIS_URL, STORE_LABELS, type Bench
 
 const MODES = {
   quick: {
-    store: { rounds: 3, cellMs: 200 },
+    store: { rounds: 3, cellMs: 150 },
     http: { rounds: 2, seconds: 1 },
-    pgbench: { rounds: 1, seconds: 2 },
+    pgbench: { rounds: 1, seconds: 1 },
   },
   full: {
     store: { rounds: 5, cellMs: 700 },

@@ -32,7 +32,7 @@ export interface StoreBenchOptions {
 // Destroy needs rows to delete: each destroy cell gets a fresh pool sized from
 // the store's last rate, and ends early (rate still exact) if it runs dry.
 const MIN_DESTROY_POOL = 500
-const MAX_DESTROY_POOL = 100_000
+const MAX_DESTROY_POOL = 30_000
 
 export async function runStoreBench(options: StoreBenchOptions): Promise<StoreSample[]> {
   const { stores, concurrencies, rounds, cellMs, preloadCount, log } = options

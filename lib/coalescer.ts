@@ -5,9 +5,12 @@
 // (and, for writes, one WAL flush) then serves many callers: that is how the
 // store gets past the one-statement-per-operation ceiling.
 //
-// Ordering: calls of one kind run in arrival order. Calls of different kinds
-// (a commit and a delete of the same token) that neither caller awaited may
-// reach the database in either order, as they may through any pool.
+// Ordering: with one batch in flight (the default), calls of one kind reach
+// the database in arrival order. Calls that neither caller awaited (a commit
+// and a delete of the same token, or two commits with maxInFlight > 1) may
+// reach it in either order, as they may through any pool.
+
+import { typeOf } from './validate.js'
 
 /** Runs one batch: one output per input, in the same order. */
 export type RunBatch<Input, Output> = (inputs: readonly Input[]) => Promise<readonly Output[]>
@@ -18,28 +21,44 @@ interface Waiting<Input, Output> {
   reject: (error: unknown) => void
 }
 
+export interface CoalescerOptions {
+  /**
+   * Batches of this kind allowed in flight at once; default 1. More lets a
+   * pool work on several batches at once, at the price of smaller batches.
+   */
+  maxInFlight?: number
+}
+
 export class Coalescer<Input, Output> {
   private queue: Waiting<Input, Output>[] = []
-  private inFlight = false
+  private inFlight = 0
+  private readonly maxInFlight: number
 
-  constructor(private readonly runBatch: RunBatch<Input, Output>) {
+  constructor(private readonly runBatch: RunBatch<Input, Output>, options: CoalescerOptions = {}) {
     if (typeof runBatch !== 'function') throw new TypeError('Coalescer needs a function that runs one batch')
+    const { maxInFlight = 1 } = options
+    if (typeof maxInFlight !== 'number') throw new TypeError(`maxInFlight must be a number, got ${typeOf(maxInFlight)}`)
+    if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new RangeError('maxInFlight must be a whole number from 1')
+    this.maxInFlight = maxInFlight
   }
 
   /** Resolves to this input's output, or rejects with the error of the batch it went out in. */
   run(input: Input): Promise<Output> {
     return new Promise<Output>((resolve, reject) => {
       this.queue.push({ input, resolve, reject })
-      if (!this.inFlight) this.sendQueued()
+      if (this.inFlight < this.maxInFlight) this.sendQueued()
     })
   }
 
   private sendQueued(): void {
+    if (this.queue.length === 0) return
     const batch = this.queue
     this.queue = []
-    this.inFlight = batch.length > 0
-    if (!this.inFlight) return
-    this.settle(batch).then(() => this.sendQueued())
+    this.inFlight++
+    this.settle(batch).then(() => {
+      this.inFlight--
+      this.sendQueued()
+    })
   }
 
   // Never rejects: every caller hears the outcome, then the next batch goes.
@@ -107,7 +126,7 @@ export function batchedQueries(table: string) {
 export type BatchedQueries = ReturnType<typeof batchedQueries>
 
 /** Finds: each caller gets its token's data and expiry, or null when missing or expired. */
-export function findCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries) {
+export function findCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries, options: CoalescerOptions = {}) {
   return new Coalescer<string, Entry | null>(async (tokens) => {
     if (tokens.length === 1) {
       const rows = await run<Entry>(single.findEntry, [tokens[0]])
@@ -119,11 +138,11 @@ export function findCoalescer(run: RunQuery, single: SingleQueries, many: Batche
       const row = found.get(token)
       return row === undefined ? null : { data: row.data, expiry: row.expiry }
     })
-  })
+  }, options)
 }
 
 /** Commits: one upsert for the batch; a token committed twice keeps the later call's values. */
-export function commitCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries) {
+export function commitCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries, options: CoalescerOptions = {}) {
   return new Coalescer<CommitInput, void>(async (inputs) => {
     if (inputs.length === 1) {
       const { token, data, expiry } = inputs[0]
@@ -137,23 +156,23 @@ export function commitCoalescer(run: RunQuery, single: SingleQueries, many: Batc
       ])
     }
     return inputs.map(() => undefined)
-  })
+  }, options)
 }
 
 /** Deletes: one statement for the batch; missing tokens are fine. */
-export function deleteCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries) {
+export function deleteCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries, options: CoalescerOptions = {}) {
   return new Coalescer<string, void>(async (tokens) => {
     if (tokens.length === 1) await run(single.delete, [tokens[0]])
     else await run(many.deleteMany, [textArray(unique(tokens))])
     return tokens.map(() => undefined)
-  })
+  }, options)
 }
 
 /**
  * Touches: one UPDATE of expiries for the batch; each caller learns whether its
  * token's row was active and moved. A token touched twice gets the later expiry.
  */
-export function touchCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries) {
+export function touchCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries, options: CoalescerOptions = {}) {
   return new Coalescer<TouchInput, boolean>(async (inputs) => {
     if (inputs.length === 1) {
       const result = await run(single.touch, [inputs[0].expiry, inputs[0].token])
@@ -166,7 +185,7 @@ export function touchCoalescer(run: RunQuery, single: SingleQueries, many: Batch
     ])
     const touched = new Set(rows.map((row) => row.token))
     return inputs.map((input) => touched.has(input.token))
-  })
+  }, options)
 }
 
 // Sorted, so two batches upserting overlapping tokens from two processes lock

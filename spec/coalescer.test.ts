@@ -78,8 +78,31 @@ describe('Coalescer', () => {
     await expect(coalescer.run(2)).resolves.toBe(2)
   })
 
-  it('needs a function', () => {
+  it('keeps up to maxInFlight batches in flight, then queues', async () => {
+    const batches: number[][] = []
+    const gates = [deferred<void>(), deferred<void>()]
+    const coalescer = new Coalescer<number, number>(async (inputs) => {
+      const gate = gates[batches.length]
+      batches.push([...inputs])
+      if (gate) await gate.promise
+      return inputs
+    }, { maxInFlight: 2 })
+    const results = [1, 2, 3, 4].map((n) => coalescer.run(n))
+    expect(batches).toEqual([[1], [2]])
+    gates[1].resolve()
+    await results[1]
+    await new Promise((resolve) => setImmediate(resolve)) // the freed slot is refilled after callers hear back
+    expect(batches).toEqual([[1], [2], [3, 4]])
+    gates[0].resolve()
+    await expect(Promise.all(results)).resolves.toEqual([1, 2, 3, 4])
+  })
+
+  it('needs a function and a whole maxInFlight from 1', () => {
+    const echo = async (inputs: readonly number[]) => inputs
     expect(() => new Coalescer(undefined as any)).toThrow(TypeError)
+    expect(() => new Coalescer(echo, { maxInFlight: '2' as any })).toThrow(TypeError)
+    expect(() => new Coalescer(echo, { maxInFlight: 0 })).toThrow(RangeError)
+    expect(() => new Coalescer(echo, { maxInFlight: 1.5 })).toThrow(RangeError)
   })
 })
 
