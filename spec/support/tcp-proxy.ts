@@ -6,7 +6,9 @@
 //               blackhole are reset, as a firewall that forgot them would
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net'
 
-export type ProxyMode = 'forward' | 'pause' | 'blackhole'
+/** The two ways the proxy can take the database away. */
+export type Fault = 'pause' | 'blackhole'
+export type ProxyMode = 'forward' | Fault
 
 interface Link {
   client: Socket
