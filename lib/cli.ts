@@ -134,11 +134,17 @@ function describe(error: unknown, urls: string[]): string {
 }
 
 function secretsOf(url: string): string[] {
+  let password = ''
   try {
-    const { password } = new URL(url)
-    return password ? [url, password, decodeURIComponent(password)] : [url]
+    password = new URL(url).password
   } catch {
     return [url]
+  }
+  if (!password) return [url]
+  try {
+    return [url, password, decodeURIComponent(password)]
+  } catch {
+    return [url, password] // malformed percent-encoding
   }
 }
 
