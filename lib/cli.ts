@@ -74,9 +74,11 @@ async function withStore({ url, table }: Options, command: (store: PostgresStore
   }
 }
 
+// prepare: false, because a one-shot job gains nothing from prepared statements,
+// and behind PgBouncer in transaction mode they can vanish between two statements.
 function connect(url: string): Sql {
   try {
-    return postgres(url, { max: 1, connect_timeout: CONNECT_TIMEOUT_SECONDS, onnotice: () => {} })
+    return postgres(url, { max: 1, prepare: false, connect_timeout: CONNECT_TIMEOUT_SECONDS, onnotice: () => {} })
   } catch (error) {
     if ((error as { code?: string }).code === 'ERR_INVALID_URL') throw new UsageError('the connection string is not a valid URL')
     throw error

@@ -126,6 +126,13 @@ describe('express-session-postgres (no database needed)', () => {
   })
 })
 
+// The connection string of each backend, as a user would pass it to --url.
+const URL_VARIABLES: Record<string, string> = {
+  PGlite: 'PGLITE_TEST_URL',
+  'PostgreSQL server': 'TEST_DATABASE_URL',
+  PgBouncer: 'TEST_PGBOUNCER_URL',
+}
+
 describeEachBackend('express-session-postgres', (backend) => {
   let sql: Sql
   let url: string
@@ -140,7 +147,7 @@ describeEachBackend('express-session-postgres', (backend) => {
 
   beforeAll(() => {
     sql = backend.connect()
-    url = backend.name === 'PGlite' ? process.env.PGLITE_TEST_URL! : process.env.TEST_DATABASE_URL!
+    url = process.env[URL_VARIABLES[backend.name]]!
   })
   afterAll(async () => {
     for (const table of created) await sql.unsafe(`DROP TABLE IF EXISTS "${table}"`)
