@@ -46,7 +46,9 @@ export async function runHttpBench(options: HttpBenchOptions): Promise<HttpSampl
     log(`starting ${stores.length} servers on ports ${FIRST_PORT}-${FIRST_PORT + stores.length - 1}`)
     await Promise.all(stores.map(async (store, i) => {
       const port = FIRST_PORT + i
-      servers.set(store, { port, child: await startServer(store, port, seed, sessionCount) })
+      const child = spawnServer(store, port, seed, sessionCount)
+      servers.set(store, { port, child }) // registered first, so a failed start still gets stopped
+      await serverReady(store, child)
       await checkServer(store, port, cookies[0])
     }))
     for (const { port } of servers.values()) {
@@ -70,18 +72,19 @@ export async function runHttpBench(options: HttpBenchOptions): Promise<HttpSampl
   }
 }
 
-async function startServer(store: StoreName, port: number, seed: string, count: number): Promise<ChildProcess> {
+function spawnServer(store: StoreName, port: number, seed: string, count: number): ChildProcess {
   const tsx = join(__dirname, 'node_modules', 'tsx', 'dist', 'cli.mjs')
-  const child = spawn(process.execPath, [tsx, join(__dirname, 'http-server.ts'), store, String(port), seed, String(count)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+  return spawn(process.execPath, [tsx, join(__dirname, 'http-server.ts'), store, String(port), seed, String(count)], {
+    stdio: ['pipe', 'pipe', 'inherit'], // stdin closes when this process ends, however it ends
   })
+}
+
+function serverReady(store: StoreName, child: ChildProcess): Promise<void> {
   const lines = createInterface({ input: child.stdout! })
-  const ready = new Promise<void>((resolve, reject) => {
+  return new Promise<void>((resolve, reject) => {
     lines.on('line', (line) => line === 'ready' && resolve())
     child.once('exit', (code) => reject(new Error(`the ${store} server exited with code ${code} before it was ready`)))
   })
-  await ready
-  return child
 }
 
 async function stopServer(child: ChildProcess): Promise<void> {

@@ -31,10 +31,15 @@ async function main() {
     data.views = (data.views ?? 0) + 1
     res.send(String(data.views))
   })
+  // The driver may be gone (it failed): a closed pipe must not crash the server.
+  process.stdout.on('error', () => {})
   const server = app.listen(Number(port), '127.0.0.1', () => process.stdout.write('ready\n'))
   const stop = () => server.close(() => store.close().then(() => process.exit(0), () => process.exit(1)))
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)
+  // The driver holds our stdin open: when it goes, so do we (no orphaned servers).
+  process.stdin.on('end', stop)
+  process.stdin.resume()
 }
 
 main().catch((error) => {

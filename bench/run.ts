@@ -13,15 +13,17 @@ import { writeReport } from './report.js'
 import { runStoreBench } from './store-bench.js'
 import { DATABASE_URL, openStore, POOL_SIZE, REDIS_URL, STORE_LABELS, type BenchStore, type StoreName } from './stores.js'
 
+const PRELOADED_SESSIONS = 10_000
+
 const MODES = {
   quick: {
     store: { rounds: 3, cellMs: 150 },
-    http: { rounds: 2, seconds: 1 },
+    http: { rounds: 2, seconds: 1, sessionCount: 2_000 },
     pgbench: { rounds: 1, seconds: 1 },
   },
   full: {
     store: { rounds: 5, cellMs: 700 },
-    http: { rounds: 4, seconds: 3 },
+    http: { rounds: 4, seconds: 3, sessionCount: PRELOADED_SESSIONS },
     pgbench: { rounds: 2, seconds: 3 },
   },
 }
@@ -30,7 +32,6 @@ const STORE_LEVEL: StoreName[] = ['memory', 'redis', 'cps', 'floor', 'core', 'ad
 const HTTP_LEVEL: StoreName[] = ['memory', 'redis', 'cps', 'adapter', 'coalesced']
 const CONCURRENCIES = [1, 16, 64]
 const HTTP_CONNECTIONS = [10, 50]
-const PRELOADED_SESSIONS = 10_000
 
 async function main() {
   const args = new Set(process.argv.slice(2))
@@ -54,7 +55,7 @@ async function main() {
 
   const httpSamples = args.has('--skip-http')
     ? []
-    : await runHttpBench({ stores: HTTP_LEVEL, connections: HTTP_CONNECTIONS, sessionCount: PRELOADED_SESSIONS, log, ...config.http })
+    : await runHttpBench({ stores: HTTP_LEVEL, connections: HTTP_CONNECTIONS, log, ...config.http })
 
   const pgbench = args.has('--skip-pgbench') ? null : await pgbenchAvailable()
   const pgbenchSamples = pgbench

@@ -76,6 +76,11 @@ export class Coalescer<Input, Output> {
 }
 
 // --- What the core batches, and its SQL -----------------------------------
+// Each coalescer takes the parameters of one of the core's single-row
+// statements, exactly as the core passes them to `run`, and resolves to what
+// the core reads back from `run` for that statement. So wiring one in is a
+// one-line change where the core runs the statement; keys, sealing and
+// validation stay where they are.
 
 /** Runs one prepared statement and resolves to its rows and row count: the core's `run`. */
 export type RunQuery = <Row extends object>(query: string, params: unknown[]) => Promise<Row[] & { count: number }>
@@ -85,115 +90,110 @@ export interface Entry {
   expiry: Date
 }
 
-export interface CommitInput extends Entry {
-  token: string
-}
-
-export interface TouchInput {
-  token: string
-  expiry: Date
-}
-
-/** The core's single-row statements (its buildQueries), which a batch of one still uses. */
-export interface SingleQueries {
-  findEntry: string
-  commit: string
-  delete: string
-  touch: string
-}
+/** The core's `find` parameters: the stored key. */
+export type FindParams = [key: string]
+/** The core's `commit` parameters. absoluteTimeout is one store setting, the same in every call. */
+export type CommitParams = [key: string, data: Buffer, expiry: Date, owner: string | null, absoluteTimeout: number | null]
+/** The core's `touch` parameters. */
+export type TouchParams = [expiry: Date, key: string, absoluteTimeout: number | null]
+/** The core's `delete` parameters. */
+export type DeleteParams = [key: string]
 
 /**
- * The batched statements, for a table name already quoted. Arrays travel as
- * PostgreSQL array literals (see textArray), so they work whatever the
- * postgres.js instance's type settings (fetch_types: false included).
+ * The batched form of the core's find, commit, touch and delete, for a table
+ * name already quoted: the same rules (active rows, tombstones, absoluteTimeout
+ * caps) over many rows. Arrays travel as PostgreSQL array literals (see
+ * textArray), so they work whatever the postgres.js type settings.
  */
-export function batchedQueries(table: string) {
+export function batchedQueries(table: string, tombstones = true) {
+  const active = 'expiry > now() AND NOT destroyed'
+  const absoluteLimit = (created: string, param: string) => `${created} + ${param}::float8 * interval '1 millisecond'`
+  const created = 'CASE WHEN s.expiry > now() THEN s.created ELSE now() END'
   return {
-    findEntries: `SELECT token, data, expiry FROM ${table} WHERE token = ANY($1::text[]) AND expiry > now()`,
-    // One statement cannot update the same row twice: the coalescers dedupe first.
-    commitMany:
-      `INSERT INTO ${table} (token, data, expiry) ` +
-      'SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) ' +
-      'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, expiry = EXCLUDED.expiry',
-    deleteMany: `DELETE FROM ${table} WHERE token = ANY($1::text[])`,
-    touchMany:
-      `UPDATE ${table} AS t SET expiry = v.expiry ` +
+    find: `SELECT token, data, expiry FROM ${table} WHERE token = ANY($1::text[]) AND ${active}`,
+    // One statement cannot change the same row twice: the coalescers dedupe first.
+    commit:
+      `INSERT INTO ${table} AS s (token, data, expiry, owner) ` +
+      `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$5')}), v.owner ` +
+      'FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[]) AS v(token, data, expiry, owner) ' +
+      'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, owner = EXCLUDED.owner, ' +
+      `created = ${created}, expiry = least(EXCLUDED.expiry, ${absoluteLimit(created, '$5')}) ` +
+      'WHERE NOT s.destroyed',
+    touch:
+      `UPDATE ${table} AS s SET expiry = least(v.expiry, ${absoluteLimit('s.created', '$3')}) ` +
       'FROM unnest($1::text[], $2::timestamptz[]) AS v(token, expiry) ' +
-      'WHERE t.token = v.token AND t.expiry > now() RETURNING t.token',
+      'WHERE s.token = v.token AND s.expiry > now() AND NOT s.destroyed RETURNING s.token',
+    delete: tombstones
+      ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) ` +
+        "SELECT v.token, '', now(), true FROM unnest($1::text[]) AS v(token) " +
+        "ON CONFLICT (token) DO UPDATE SET data = '', owner = NULL, destroyed = true, " +
+        "expiry = greatest(s.expiry, now() + interval '1 hour')"
+      : `DELETE FROM ${table} WHERE token = ANY($1::text[])`,
   }
 }
 
 export type BatchedQueries = ReturnType<typeof batchedQueries>
 
-/** Finds: each caller gets its token's data and expiry, or null when missing or expired. */
-export function findCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries, options: CoalescerOptions = {}) {
-  return new Coalescer<string, Entry | null>(async (tokens) => {
-    if (tokens.length === 1) {
-      const rows = await run<Entry>(single.findEntry, [tokens[0]])
-      return [rows.length > 0 ? { data: rows[0].data, expiry: rows[0].expiry } : null]
-    }
-    const rows = await run<Entry & { token: string }>(many.findEntries, [textArray(unique(tokens))])
-    const found = new Map(rows.map((row) => [row.token, row]))
-    return tokens.map((token) => {
-      const row = found.get(token)
-      return row === undefined ? null : { data: row.data, expiry: row.expiry }
-    })
+/** Finds: each caller gets the rows its single find would give (its row, or none). */
+export function findCoalescer(run: RunQuery, single: string, many: string, options: CoalescerOptions = {}) {
+  return new Coalescer<FindParams, Entry[]>(async (inputs) => {
+    if (inputs.length === 1) return [await run<Entry>(single, inputs[0])]
+    const keys = inputs.map(([key]) => key)
+    const rows = await run<Entry & { token: string }>(many, [textArray(unique(keys))])
+    const found = new Map(rows.map((row) => [row.token, { data: row.data, expiry: row.expiry }]))
+    return keys.map((key) => (found.has(key) ? [found.get(key)!] : []))
   }, options)
 }
 
-/** Commits: one upsert for the batch; a token committed twice keeps the later call's values. */
-export function commitCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries, options: CoalescerOptions = {}) {
-  return new Coalescer<CommitInput, void>(async (inputs) => {
+/** Commits: one upsert for the batch; a key committed twice keeps the later call's values. */
+export function commitCoalescer(run: RunQuery, single: string, many: string, options: CoalescerOptions = {}) {
+  return new Coalescer<CommitParams, void>(async (inputs) => {
     if (inputs.length === 1) {
-      const { token, data, expiry } = inputs[0]
-      await run(single.commit, [token, data, expiry])
+      await run(single, inputs[0])
     } else {
-      const latest = latestPerToken(inputs)
-      await run(many.commitMany, [
-        textArray(latest.map((input) => input.token)),
-        textArray(latest.map((input) => '\\x' + input.data.toString('hex'))),
-        textArray(latest.map((input) => input.expiry.toISOString())),
+      const latest = latestPerKey(inputs, ([key]) => key)
+      await run(many, [
+        textArray(latest.map(([key]) => key)),
+        textArray(latest.map(([, data]) => '\\x' + data.toString('hex'))),
+        textArray(latest.map(([, , expiry]) => expiry.toISOString())),
+        textArray(latest.map(([, , , owner]) => owner)),
+        inputs[0][4],
       ])
     }
     return inputs.map(() => undefined)
   }, options)
 }
 
-/** Deletes: one statement for the batch; missing tokens are fine. */
-export function deleteCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries, options: CoalescerOptions = {}) {
-  return new Coalescer<string, void>(async (tokens) => {
-    if (tokens.length === 1) await run(single.delete, [tokens[0]])
-    else await run(many.deleteMany, [textArray(unique(tokens))])
-    return tokens.map(() => undefined)
-  }, options)
-}
-
-/**
- * Touches: one UPDATE of expiries for the batch; each caller learns whether its
- * token's row was active and moved. A token touched twice gets the later expiry.
- */
-export function touchCoalescer(run: RunQuery, single: SingleQueries, many: BatchedQueries, options: CoalescerOptions = {}) {
-  return new Coalescer<TouchInput, boolean>(async (inputs) => {
-    if (inputs.length === 1) {
-      const result = await run(single.touch, [inputs[0].expiry, inputs[0].token])
-      return [result.count > 0]
-    }
-    const latest = latestPerToken(inputs)
-    const rows = await run<{ token: string }>(many.touchMany, [
-      textArray(latest.map((input) => input.token)),
-      textArray(latest.map((input) => input.expiry.toISOString())),
+/** Touches: one UPDATE for the batch; each caller gets the count its single touch would (1 or 0). */
+export function touchCoalescer(run: RunQuery, single: string, many: string, options: CoalescerOptions = {}) {
+  return new Coalescer<TouchParams, { count: number }>(async (inputs) => {
+    if (inputs.length === 1) return [{ count: (await run(single, inputs[0])).count }]
+    const latest = latestPerKey(inputs, ([, key]) => key)
+    const rows = await run<{ token: string }>(many, [
+      textArray(latest.map(([, key]) => key)),
+      textArray(latest.map(([expiry]) => expiry.toISOString())),
+      inputs[0][2],
     ])
     const touched = new Set(rows.map((row) => row.token))
-    return inputs.map((input) => touched.has(input.token))
+    return inputs.map(([, key]) => ({ count: touched.has(key) ? 1 : 0 }))
   }, options)
 }
 
-// Sorted, so two batches upserting overlapping tokens from two processes lock
+/** Deletes (or tombstones): one statement for the batch; missing keys are fine. */
+export function deleteCoalescer(run: RunQuery, single: string, many: string, options: CoalescerOptions = {}) {
+  return new Coalescer<DeleteParams, void>(async (inputs) => {
+    if (inputs.length === 1) await run(single, inputs[0])
+    else await run(many, [textArray(unique(inputs.map(([key]) => key)))])
+    return inputs.map(() => undefined)
+  }, options)
+}
+
+// Sorted, so two batches changing overlapping keys (from two processes) lock
 // rows in the same order and cannot deadlock each other.
-function latestPerToken<T extends { token: string }>(inputs: readonly T[]): T[] {
-  const byToken = new Map<string, T>()
-  for (const input of inputs) byToken.set(input.token, input)
-  return [...byToken.values()].sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0))
+function latestPerKey<T>(inputs: readonly T[], keyOf: (input: T) => string): T[] {
+  const byKey = new Map<string, T>()
+  for (const input of inputs) byKey.set(keyOf(input), input)
+  return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, input]) => input)
 }
 
 function unique(values: readonly string[]): string[] {
@@ -201,10 +201,11 @@ function unique(values: readonly string[]): string[] {
 }
 
 /**
- * A PostgreSQL array literal with every element quoted. Sent as a plain
- * string, it needs no array type support from the driver. Elements must not
- * contain NUL (tokens are checked for it; hex and ISO dates never do).
+ * A PostgreSQL array literal with every element quoted, null as NULL. Sent as
+ * a plain string, it needs no array type support from the driver. Elements
+ * must not contain NUL (keys are checked for it; hex and ISO dates never do).
  */
-export function textArray(values: readonly string[]): string {
-  return '{' + values.map((value) => '"' + value.replace(/[\\"]/g, '\\$&') + '"').join(',') + '}'
+export function textArray(values: readonly (string | null)[]): string {
+  const element = (value: string | null) => (value === null ? 'NULL' : '"' + value.replace(/[\\"]/g, '\\$&') + '"')
+  return '{' + values.map(element).join(',') + '}'
 }

@@ -8,9 +8,8 @@ import {
   textArray,
   touchCoalescer,
   type RunQuery,
-  type SingleQueries,
 } from '../lib/coalescer'
-import { PostgresStore } from '../lib/postgres-store'
+import { PostgresStore, type PostgresStoreOptions } from '../lib/postgres-store'
 import { quoteIdentifier } from '../lib/table'
 import { describeEachBackend, realBackends, uniqueTable } from './support/backends'
 
@@ -110,19 +109,30 @@ describe('textArray', () => {
   it('quotes every element and escapes quotes and backslashes', () => {
     expect(textArray([])).toBe('{}')
     expect(textArray(['a', 'b"c', 'd\\e', 'f,{g}', 'NULL'])).toBe('{"a","b\\"c","d\\\\e","f,{g}","NULL"}')
+    expect(textArray(['a', null])).toBe('{"a",NULL}')
   })
 })
 
-// The core's single-row statements, as lib/postgres-store.ts writes them.
-function singleQueries(table: string): SingleQueries {
-  return {
-    findEntry: `SELECT data, expiry FROM ${table} WHERE token = $1 AND expiry > now()`,
-    commit:
-      `INSERT INTO ${table} (token, data, expiry) VALUES ($1, $2, $3) ` +
-      'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, expiry = EXCLUDED.expiry',
-    delete: `DELETE FROM ${table} WHERE token = $1`,
-    touch: `UPDATE ${table} SET expiry = $1 WHERE token = $2 AND expiry > now()`,
+// A core whose find, commit, touch and delete go through the coalescers, as
+// the lead wires them: the core's own statements for a lone call, the batched
+// ones otherwise. `statements` records what reached the database.
+function coalescedStore(sql: Sql, options: PostgresStoreOptions & { table: string }) {
+  const store = new PostgresStore(sql, { cleanupInterval: 0, ...options })
+  const statements: string[] = []
+  const exec: RunQuery = (query, params) => {
+    statements.push(query)
+    return sql.unsafe(query, params as any[], { prepare: true }) as any
   }
+  const single = (store as any).queries
+  const many = batchedQueries(quoteIdentifier(options.table), options.tombstones ?? true)
+  const coalescers = new Map<string, Coalescer<any, any>>([
+    [single.find, findCoalescer(exec, single.find, many.find)],
+    [single.commit, commitCoalescer(exec, single.commit, many.commit)],
+    [single.touch, touchCoalescer(exec, single.touch, many.touch)],
+    [single.delete, deleteCoalescer(exec, single.delete, many.delete)],
+  ])
+  ;(store as any).run = (query: string, params: unknown[]) => coalescers.get(query)?.run(params) ?? exec(query, params)
+  return { store, statements, single, many }
 }
 
 const inAnHour = () => new Date(Date.now() + 3600_000)
@@ -134,10 +144,7 @@ describeEachBackend(
   'coalesced statements',
   (backend) => {
     let sql: Sql
-    let store: PostgresStore
     let table: string
-    let statements: string[]
-    let run: RunQuery
 
     beforeAll(() => {
       sql = backend.connect()
@@ -145,134 +152,124 @@ describeEachBackend(
     afterAll(() => sql.end({ timeout: 5 }))
 
     beforeEach(async () => {
-      const name = uniqueTable('coalesce')
-      store = new PostgresStore(sql, { table: name, cleanupInterval: 0 })
-      await store.migrate()
-      table = quoteIdentifier(name)
-      statements = []
-      run = (query, params) => {
-        statements.push(query)
-        return sql.unsafe(query, params as any[], { prepare: true }) as any
-      }
+      table = uniqueTable('coalesce')
+      await new PostgresStore(sql, { table, cleanupInterval: 0 }).migrate()
     })
-    afterEach(() => sql.unsafe(`DROP TABLE IF EXISTS ${table}`))
-
-    const coalescers = () => {
-      const single = singleQueries(table)
-      const many = batchedQueries(table)
-      return {
-        finds: findCoalescer(run, single, many),
-        commits: commitCoalescer(run, single, many),
-        deletes: deleteCoalescer(run, single, many),
-        touches: touchCoalescer(run, single, many),
-        single,
-        many,
-      }
-    }
+    afterEach(() => sql.unsafe(`DROP TABLE IF EXISTS ${quoteIdentifier(table)}`))
 
     it('commits concurrent calls in one upsert after the lone first one, each row readable', async () => {
-      const { commits, single, many } = coalescers()
+      const { store, statements, single, many } = coalescedStore(sql, { table })
       const expiry = inAnHour()
-      await Promise.all(awkwardTokens.map((token, i) => commits.run({ token, data: awkwardData(i), expiry })))
-      expect(statements).toEqual([single.commit, many.commitMany])
+      await Promise.all(awkwardTokens.map((token, i) => store.commit(token, awkwardData(i), expiry, i % 2 ? 'owner' : null)))
+      expect(statements).toEqual([single.commit, many.commit])
       for (const [i, token] of awkwardTokens.entries()) {
-        expect(await store.find(token)).toEqual(awkwardData(i))
+        expect(await store.findEntry(token)).toEqual({ data: awkwardData(i), expiry })
       }
+      expect((await store.listByOwner('owner')).length).toBe(3)
     })
 
     it('keeps the last call when one batch commits the same token twice, and resolves both', async () => {
-      const { commits } = coalescers()
+      const { store, statements } = coalescedStore(sql, { table })
       const expiry = inAnHour()
       const calls = [
-        commits.run({ token: 'first', data: Buffer.from('lone'), expiry }),
-        commits.run({ token: 'twice', data: Buffer.from('older'), expiry }),
-        commits.run({ token: 'other', data: Buffer.from('x'), expiry }),
-        commits.run({ token: 'twice', data: Buffer.from('newer'), expiry }),
+        store.commit('first', Buffer.from('lone'), expiry),
+        store.commit('twice', Buffer.from('older'), expiry),
+        store.commit('other', Buffer.from('x'), expiry),
+        store.commit('twice', Buffer.from('newer'), expiry),
       ]
       await expect(Promise.all(calls)).resolves.toEqual([undefined, undefined, undefined, undefined])
       expect(statements).toHaveLength(2)
       expect(await store.find('twice')).toEqual(Buffer.from('newer'))
     })
 
-    it('stores the expiry of a batched commit to the millisecond', async () => {
-      const { commits } = coalescers()
-      const expiry = new Date('2099-05-06T07:08:09.123Z')
-      const past = new Date(Date.now() - 1000)
-      await Promise.all([
-        commits.run({ token: 'a', data: Buffer.from('a'), expiry }),
-        commits.run({ token: 'b', data: Buffer.from('b'), expiry }),
-        commits.run({ token: 'c', data: Buffer.from('c'), expiry: past }),
-      ])
-      const rows = await sql.unsafe(`SELECT token, expiry FROM ${table} ORDER BY token`)
-      expect(rows.map((row) => [row.token, (row.expiry as Date).toISOString()])).toEqual([
-        ['a', expiry.toISOString()],
-        ['b', expiry.toISOString()],
-        ['c', past.toISOString()],
-      ])
-      expect(await store.find('c')).toBeNull()
+    it('caps batched commits and touches by absoluteTimeout, as single ones are', async () => {
+      const { store, statements, many } = coalescedStore(sql, { table, absoluteTimeout: 60_000 })
+      const far = new Date('2099-01-01T00:00:00.000Z')
+      await Promise.all(['a', 'b', 'c'].map((token) => store.commit(token, Buffer.from(token), far)))
+      await Promise.all(['a', 'b', 'c'].map((token) => store.touch(token, far)))
+      expect(statements).toContain(many.commit)
+      expect(statements).toContain(many.touch)
+      for (const token of ['a', 'b', 'c']) {
+        const entry = await store.findEntry(token)
+        expect(entry!.expiry.getTime()).toBeLessThanOrEqual(Date.now() + 60_000)
+      }
     })
 
     it('finds in one statement, each caller getting its own entry or null', async () => {
+      const plain = new PostgresStore(sql, { table, cleanupInterval: 0 })
       const expiry = new Date('2099-05-06T07:08:09.123Z')
-      for (const [i, token] of awkwardTokens.entries()) await store.commit(token, awkwardData(i), expiry)
-      await store.commit('expired', Buffer.from('old'), new Date(Date.now() - 1000))
-      const { finds, single, many } = coalescers()
-      const asked = [...awkwardTokens, 'missing', 'expired', awkwardTokens[1]]
-      const found = await Promise.all(asked.map((token) => finds.run(token)))
-      expect(statements).toEqual([single.findEntry, many.findEntries])
+      for (const [i, token] of awkwardTokens.entries()) await plain.commit(token, awkwardData(i), expiry)
+      await plain.commit('expired', Buffer.from('old'), new Date(Date.now() - 1000))
+      await plain.commit('destroyed', Buffer.from('gone'), expiry)
+      await plain.delete('destroyed')
+      const { store, statements, single, many } = coalescedStore(sql, { table })
+      const asked = [...awkwardTokens, 'missing', 'expired', 'destroyed', awkwardTokens[1]]
+      const found = await Promise.all(asked.map((token) => store.findEntry(token)))
+      expect(statements).toEqual([single.find, many.find])
       const entries = awkwardTokens.map((_, i) => ({ data: awkwardData(i), expiry }))
-      expect(found).toEqual([...entries, null, null, entries[1]])
+      expect(found).toEqual([...entries, null, null, null, entries[1]])
     })
 
-    it('finds a lone token with the single-row statement, null when missing', async () => {
-      const expiry = inAnHour()
-      await store.commit('here', Buffer.from('data'), expiry)
-      const { finds, single } = coalescers()
-      await expect(finds.run('here')).resolves.toEqual({ data: Buffer.from('data'), expiry })
-      await expect(finds.run('gone')).resolves.toBeNull()
-      expect(statements).toEqual([single.findEntry, single.findEntry])
-    })
-
-    it('touches in one statement: active rows move, missing and expired ones stay out', async () => {
+    it('touches in one statement: active rows move, missing, expired and destroyed ones stay out', async () => {
+      const plain = new PostgresStore(sql, { table, cleanupInterval: 0 })
       const old = inAnHour()
       const later = new Date('2099-01-02T03:04:05.678Z')
-      for (const token of ['lone', 'a', 'b']) await store.commit(token, Buffer.from(token), old)
-      await store.commit('expired', Buffer.from('x'), new Date(Date.now() - 1000))
-      const { touches, single, many } = coalescers()
+      for (const token of ['lone', 'a', 'b', 'destroyed']) await plain.commit(token, Buffer.from(token), old)
+      await plain.commit('expired', Buffer.from('x'), new Date(Date.now() - 1000))
+      await plain.delete('destroyed')
+      const { store, statements, single, many } = coalescedStore(sql, { table })
       const results = await Promise.all([
-        touches.run({ token: 'lone', expiry: later }),
-        touches.run({ token: 'a', expiry: old }),
-        touches.run({ token: 'b', expiry: later }),
-        touches.run({ token: 'a', expiry: later }),
-        touches.run({ token: 'missing', expiry: later }),
-        touches.run({ token: 'expired', expiry: later }),
+        store.touch('lone', later),
+        store.touch('a', old),
+        store.touch('b', later),
+        store.touch('a', later),
+        store.touch('missing', later),
+        store.touch('expired', later),
+        store.touch('destroyed', later),
       ])
-      expect(statements).toEqual([single.touch, many.touchMany])
-      expect(results).toEqual([true, true, true, true, false, false])
+      expect(statements).toEqual([single.touch, many.touch])
+      expect(results).toEqual([true, true, true, true, false, false, false])
       for (const token of ['lone', 'a', 'b']) {
         expect(await store.findEntry(token)).toEqual({ data: Buffer.from(token), expiry: later })
       }
-      expect(await store.findEntry('expired')).toBeNull()
       expect(await store.count()).toBe(3)
     })
 
-    it('deletes in one statement, missing tokens included', async () => {
+    it('destroys in one statement, missing tokens included, and a destroyed token stays destroyed', async () => {
+      const { store, statements, single, many } = coalescedStore(sql, { table })
       const expiry = inAnHour()
       for (const token of ['a', 'b', 'c', 'keep']) await store.commit(token, Buffer.from(token), expiry)
-      const { deletes, single, many } = coalescers()
-      await Promise.all(['a', 'b', 'missing', 'c', 'b'].map((token) => deletes.run(token)))
-      expect(statements).toEqual([single.delete, many.deleteMany])
+      statements.length = 0
+      await Promise.all(['a', 'b', 'missing', 'c', 'b'].map((token) => store.delete(token)))
+      expect(statements).toEqual([single.delete, many.delete])
       expect([...(await store.all()).keys()]).toEqual(['keep'])
+      await Promise.all(['a', 'b'].map((token) => store.commit(token, Buffer.from('back'), expiry)))
+      expect(await store.find('a')).toBeNull()
+      expect(await store.find('b')).toBeNull()
+    })
+
+    it('deletes rows in one statement when tombstones are off', async () => {
+      const { store, statements, many } = coalescedStore(sql, { table, tombstones: false })
+      const expiry = inAnHour()
+      for (const token of ['a', 'b', 'keep']) await store.commit(token, Buffer.from(token), expiry)
+      await Promise.all(['a', 'b', 'missing'].map((token) => store.delete(token)))
+      expect(statements).toContain(many.delete)
+      const [{ count }] = await sql.unsafe(`SELECT count(*)::int AS count FROM ${quoteIdentifier(table)}`)
+      expect(count).toBe(1)
     })
 
     it('rejects every caller of a failed batch with the database error, then carries on', async () => {
-      const finds = findCoalescer(run, singleQueries(table), batchedQueries(quoteIdentifier(uniqueTable('missing'))))
-      await store.commit('a', Buffer.from('a'), inAnHour())
-      const lone = finds.run('a')
-      const batched = [finds.run('a'), finds.run('b')]
-      await expect(lone).resolves.toMatchObject({ data: Buffer.from('a') })
+      const plain = new PostgresStore(sql, { table, cleanupInterval: 0 })
+      await plain.commit('a', Buffer.from('a'), inAnHour())
+      const single = (plain as any).queries.find
+      const exec: RunQuery = (query, params) => sql.unsafe(query, params as any[], { prepare: true }) as any
+      const broken = batchedQueries(quoteIdentifier(uniqueTable('missing'))).find
+      const finds = findCoalescer(exec, single, broken)
+      const lone = finds.run(['a'])
+      const batched = [finds.run(['a']), finds.run(['b'])]
+      await expect(lone).resolves.toHaveLength(1)
       for (const call of batched) await expect(call).rejects.toMatchObject({ code: '42P01' })
-      await expect(finds.run('a')).resolves.toMatchObject({ data: Buffer.from('a') })
+      await expect(finds.run(['a'])).resolves.toHaveLength(1)
     })
   },
   realBackends,
