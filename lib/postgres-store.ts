@@ -3,8 +3,10 @@
 // sweep of expired rows. All of the library's SQL lives in this file.
 import type { Sql } from 'postgres'
 import { CleanupTimer, reportSafely } from './cleanup.js'
-import { schemaFor } from './schema.js'
+import { DecryptionError, Encryption } from './encryption.js'
+import { SCHEMA_VERSION, schemaFor, versionOf } from './schema.js'
 import { parseTableName, type TableName } from './table.js'
+import { hashToken } from './tokens.js'
 import { assertData, assertExpiry, assertToken, typeOf } from './validate.js'
 
 export interface PostgresStoreOptions {
@@ -12,8 +14,36 @@ export interface PostgresStoreOptions {
   table?: string
   /** Milliseconds between sweeps of expired rows; 0 disables. Default 5 minutes. */
   cleanupInterval?: number
-  /** Receives background errors (the cleanup sweep). Default: one line on stderr. */
+  /** Receives background errors and rows that do not decrypt. Default: one line on stderr. */
   onError?: (error: Error) => void
+  /** delete() leaves a tombstone, so a late commit or touch cannot bring the token back. Default true. */
+  tombstones?: boolean
+  /** Milliseconds after its creation that a token expires, whatever its commits and touches say. Default none. */
+  absoluteTimeout?: number
+  /** Store SHA-256(token) instead of the token. Default false. */
+  hashTokens?: boolean
+  /** Encrypt data with AES-256-GCM: a secret, or a list whose first entry encrypts. Default none. */
+  secret?: string | readonly string[]
+}
+
+/** A row as find and listByOwner see it. */
+export interface Entry {
+  data: Buffer
+  expiry: Date
+}
+
+/** One of an owner's active sessions, for a "your devices" page. */
+export interface OwnedEntry extends Entry {
+  /** The stored key: the token, or its SHA-256 hex with hashTokens. */
+  token: string
+  created: Date
+}
+
+export interface SessionStats {
+  /** Rows whose expiry is still ahead (tombstones not counted). */
+  active: number
+  /** Rows past their expiry, waiting for the sweep. */
+  expired: number
 }
 
 export const DEFAULT_CLEANUP_INTERVAL = 5 * 60 * 1000
@@ -25,16 +55,8 @@ const CLEANUP_BATCH_SIZE = 5000
 // setTimeout fires at once for delays beyond a signed 32-bit integer.
 const MAX_TIMER_DELAY = 2 ** 31 - 1
 
-type Row = { token: string; data: Buffer }
-type EntryRow = { data: Buffer; expiry: Date }
+type KeyRow = { token: string; data: Buffer }
 type CountRow = { count: number | string | bigint }
-
-export interface SessionStats {
-  /** Rows whose expiry is still ahead. */
-  active: number
-  /** Rows past their expiry, waiting for the sweep. */
-  expired: number
-}
 
 export class PostgresStore {
   readonly table: string
@@ -42,6 +64,10 @@ export class PostgresStore {
   private readonly tableName: TableName
   private readonly queries: ReturnType<typeof buildQueries>
   private readonly cleanup: CleanupTimer
+  private readonly onError: (error: Error) => void
+  private readonly absoluteTimeout: number | null
+  private readonly hashTokens: boolean
+  private readonly encryption: Encryption | null
 
   constructor(sql: Sql<any>, options: PostgresStoreOptions = {}) {
     if (typeof sql !== 'function' || typeof (sql as Partial<Sql>).unsafe !== 'function') {
@@ -50,93 +76,141 @@ export class PostgresStore {
     if (options === null || typeof options !== 'object') {
       throw new TypeError(`options must be an object, got ${typeOf(options)}`)
     }
-    const { table = 'sessions', cleanupInterval = DEFAULT_CLEANUP_INTERVAL, onError = logError } = options
-    checkCleanupInterval(cleanupInterval)
+    const {
+      table = 'sessions', cleanupInterval = DEFAULT_CLEANUP_INTERVAL, onError = logError,
+      tombstones = true, absoluteTimeout, hashTokens = false, secret,
+    } = options
+    checkMilliseconds('cleanupInterval', cleanupInterval, 0, MAX_TIMER_DELAY)
+    if (absoluteTimeout !== undefined) checkMilliseconds('absoluteTimeout', absoluteTimeout, 1, Number.MAX_SAFE_INTEGER)
     if (typeof onError !== 'function') throw new TypeError(`onError must be a function, got ${typeOf(onError)}`)
+    checkBoolean('tombstones', tombstones)
+    checkBoolean('hashTokens', hashTokens)
 
     this.sql = sql
     this.tableName = parseTableName(table)
     this.table = this.tableName.name
-    this.queries = buildQueries(this.tableName.quoted)
-    this.cleanup = new CleanupTimer(cleanupInterval, () => this.deleteExpired(), (error) => reportSafely(onError, error))
+    this.queries = buildQueries(this.tableName.quoted, tombstones)
+    this.onError = (error) => reportSafely(onError, error)
+    this.absoluteTimeout = absoluteTimeout ?? null
+    this.hashTokens = hashTokens
+    this.encryption = secret === undefined ? null : new Encryption(secret)
+    this.cleanup = new CleanupTimer(cleanupInterval, () => this.deleteExpired(), this.onError)
   }
 
   /**
    * Resolves to the data committed under token, or null when the token is
-   * missing or its expiry has passed (by the database clock). A token that is not a non-empty string is a TypeError.
+   * missing, expired, destroyed or does not decrypt. A token that is not a non-empty string is a TypeError.
    */
   async find(token: string): Promise<Buffer | null> {
-    assertToken(token)
-    const rows = await this.run<Row>(this.queries.find, [token])
-    return rows.length > 0 ? rows[0].data : null
+    return (await this.findEntry(token))?.data ?? null
   }
 
   /**
-   * Resolves to the data and expiry committed under token, or null when the
-   * token is missing or expired, as find does. A token that is not a non-empty string is a TypeError.
+   * Resolves to the data and expiry committed under token, or null when find
+   * would. A token that is not a non-empty string is a TypeError.
    */
-  async findEntry(token: string): Promise<{ data: Buffer; expiry: Date } | null> {
-    assertToken(token)
-    const rows = await this.run<EntryRow>(this.queries.findEntry, [token])
-    return rows.length > 0 ? { data: rows[0].data, expiry: rows[0].expiry } : null
+  async findEntry(token: string): Promise<Entry | null> {
+    const key = this.keyOf(token)
+    const [row] = await this.run<Entry>(this.queries.find, [key])
+    if (row === undefined) return null
+    const data = this.open(row.data, key)
+    return data === null ? null : { data, expiry: row.expiry }
   }
 
   /**
-   * Stores data under token until expiry, replacing data and expiry when the
-   * token exists, in one statement. Bad arguments throw before anything is written.
+   * Stores data under token until expiry (capped by absoluteTimeout), replacing
+   * data, expiry and owner when the token is active, in one statement; a destroyed token stays destroyed. Bad arguments throw before anything is written.
    */
-  async commit(token: string, data: Uint8Array, expiry: Date): Promise<void> {
-    assertToken(token)
+  async commit(token: string, data: Uint8Array, expiry: Date, owner?: string | null): Promise<void> {
+    const key = this.keyOf(token)
     assertData(data)
     assertExpiry(expiry)
-    await this.run(this.queries.commit, [token, toBuffer(data), expiry])
+    if (owner != null) assertToken(owner, 'owner')
+    await this.run(this.queries.commit, [key, this.seal(data, key), expiry, owner ?? null, this.absoluteTimeout])
   }
 
   /**
-   * Removes token's row. Resolves the same whether or not the token existed;
-   * a token that is not a non-empty string is a TypeError.
-   */
-  async delete(token: string): Promise<void> {
-    assertToken(token)
-    await this.run(this.queries.delete, [token])
-  }
-
-  /**
-   * Moves an active token's expiry without rewriting its data, and resolves to
-   * whether a row changed: false when the token is missing or already expired.
+   * Moves an active token's expiry (capped by absoluteTimeout) without
+   * rewriting its data, and resolves to whether a row changed: false when the token is missing, expired or destroyed.
    */
   async touch(token: string, expiry: Date): Promise<boolean> {
-    assertToken(token)
+    const key = this.keyOf(token)
     assertExpiry(expiry)
-    const result = await this.run(this.queries.touch, [expiry, token])
+    const result = await this.run(this.queries.touch, [expiry, key, this.absoluteTimeout])
     return result.count > 0
   }
 
   /**
-   * Resolves to every active session as token -> data. Expired rows that the
-   * sweep has not removed yet are left out; no sessions gives an empty Map.
+   * Ends token: with tombstones (the default) its data is wiped and no later
+   * commit or touch revives it; without, the row is removed. Resolves the same whether or not the token existed.
+   */
+  async delete(token: string): Promise<void> {
+    const key = this.keyOf(token)
+    await this.run(this.queries.delete, [key])
+  }
+
+  /**
+   * Resolves to every active session as stored key -> data (the key is the
+   * token, or its SHA-256 with hashTokens). Expired, destroyed and undecryptable rows are left out; none gives an empty Map.
    */
   async all(): Promise<Map<string, Buffer>> {
-    const rows = await this.run<Row>(this.queries.all, [])
-    return new Map(rows.map((row) => [row.token, row.data]))
+    const sessions = new Map<string, Buffer>()
+    for (const row of await this.run<KeyRow>(this.queries.all, [])) {
+      const data = this.open(row.data, row.token)
+      if (data !== null) sessions.set(row.token, data)
+    }
+    return sessions
   }
 
   /**
-   * Resolves to the number of active sessions. Expired rows that the sweep
-   * has not removed yet are not counted; an empty table gives 0.
+   * Resolves to the number of active sessions. Expired rows the sweep has not
+   * removed yet and tombstones are not counted; an empty table gives 0.
    */
   async count(): Promise<number> {
-    const rows = await this.run<CountRow>(this.queries.count, [])
-    return Number(rows[0].count)
+    const [row] = await this.run<CountRow>(this.queries.count, [])
+    return Number(row.count)
   }
 
   /**
-   * Deletes every row of the table, active or expired, and resolves to how
-   * many went. An empty table gives 0; the table itself stays.
+   * Ends every active session committed with this owner, as delete does, and
+   * resolves to how many. An owner with no sessions gives 0; a non-string owner is a TypeError.
+   */
+  async destroyByOwner(owner: string): Promise<number> {
+    assertToken(owner, 'owner')
+    const result = await this.run(this.queries.destroyByOwner, [owner])
+    return result.count
+  }
+
+  /**
+   * Resolves to this owner's active sessions, oldest first, with the stored key
+   * (a hash with hashTokens), expiry, creation time and data. An owner with none gives [].
+   */
+  async listByOwner(owner: string): Promise<OwnedEntry[]> {
+    assertToken(owner, 'owner')
+    const owned: OwnedEntry[] = []
+    for (const row of await this.run<OwnedEntry>(this.queries.listByOwner, [owner])) {
+      const data = this.open(row.data, row.token)
+      if (data !== null) owned.push({ token: row.token, data, expiry: row.expiry, created: row.created })
+    }
+    return owned
+  }
+
+  /**
+   * Deletes every row of the table, active, expired or tombstone, and resolves
+   * to how many went. An empty table gives 0; the table itself stays.
    */
   async clear(): Promise<number> {
     const result = await this.run(this.queries.clear, [])
     return result.count
+  }
+
+  /**
+   * Counts the table's rows: active ones, and expired ones the sweep has not
+   * removed yet (by the database clock). A missing table rejects with PostgreSQL's error.
+   */
+  async stats(): Promise<SessionStats> {
+    const [row] = await this.run<{ active: string; expired: string }>(this.queries.stats, [])
+    return { active: Number(row.active), expired: Number(row.expired) }
   }
 
   /**
@@ -153,10 +227,23 @@ export class PostgresStore {
   }
 
   /**
-   * Creates the table and its index from schema.sql when they are missing.
-   * Safe at every start-up, and from several processes at once.
+   * Resolves to the schema version of the table: 0 when it does not exist, 1
+   * for pgxstore's table, 2 for the current one.
+   */
+  async schemaVersion(): Promise<number> {
+    const [row] = await this.run<{ exists: boolean; comment: string | null }>(this.queries.schemaVersion, [
+      this.tableName.quoted,
+    ])
+    return row.exists ? versionOf(row.comment) : 0
+  }
+
+  /**
+   * Creates the table from schema.sql, or upgrades an older one in place
+   * without losing a row. Safe at every start-up, and from several processes at once.
    */
   async migrate(): Promise<void> {
+    // Checked first: the DDL locks the table, which a busy table should not pay at every start.
+    if ((await this.schemaVersion()) >= SCHEMA_VERSION) return
     await this.sql.begin(async (tx) => {
       // Two processes racing through CREATE TABLE IF NOT EXISTS can both miss the
       // table and one then fails on a catalog unique index: take turns instead.
@@ -165,18 +252,33 @@ export class PostgresStore {
     })
   }
 
-  /**
-   * Counts the table's rows: active ones, and expired ones the sweep has not
-   * removed yet (by the database clock). A missing table rejects with PostgreSQL's error.
-   */
-  async stats(): Promise<SessionStats> {
-    const [row] = await this.run<{ active: string; expired: string }>(this.queries.stats, [])
-    return { active: Number(row.active), expired: Number(row.expired) }
-  }
-
   /** Stops the cleanup timer. Calling it again does nothing. */
   stopCleanup(): void {
     this.cleanup.stop()
+  }
+
+  /** The key a token is stored under, after checking it. */
+  private keyOf(token: string): string {
+    assertToken(token)
+    return this.hashTokens ? hashToken(token) : token
+  }
+
+  private seal(data: Uint8Array, key: string): Buffer {
+    return this.encryption === null ? toBuffer(data) : this.encryption.seal(data, key)
+  }
+
+  // A row that does not decrypt reads as missing: a rotated-out secret or a
+  // tampered row must not end the request. It stays in the table, so a
+  // configuration mistake can be fixed without losing sessions.
+  private open(data: Buffer, key: string): Buffer | null {
+    if (this.encryption === null) return data
+    try {
+      return this.encryption.open(data, key)
+    } catch (error) {
+      if (!(error instanceof DecryptionError)) throw error
+      this.onError(error)
+      return null
+    }
   }
 
   // Prepared once per connection by postgres.js (unless the instance was created
@@ -186,34 +288,64 @@ export class PostgresStore {
   }
 }
 
-function buildQueries(table: string) {
+// Every statement of the library. `$n * interval '1 millisecond'` is NULL when
+// no absoluteTimeout is set, and least() ignores NULLs: one statement serves both.
+function buildQueries(table: string, tombstones: boolean) {
+  const active = 'expiry > now() AND NOT destroyed'
+  const absoluteLimit = (created: string, param: string) => `${created} + ${param}::float8 * interval '1 millisecond'`
+  // An expired row committed again starts a new life, with a new creation time.
+  const created = 'CASE WHEN s.expiry > now() THEN s.created ELSE now() END'
+  // What a destroyed row becomes: no data, no owner, kept for as long as the
+  // session would have lived and at least an hour (longer than any request
+  // that read it before it was destroyed).
+  const tombstoneExpiry = "now() + interval '1 hour'"
+  const tombstone = `data = '', owner = NULL, destroyed = true, expiry = greatest(s.expiry, ${tombstoneExpiry})`
   return {
-    find: `SELECT data FROM ${table} WHERE token = $1 AND expiry > now()`,
-    findEntry: `SELECT data, expiry FROM ${table} WHERE token = $1 AND expiry > now()`,
+    find: `SELECT data, expiry FROM ${table} WHERE token = $1 AND ${active}`,
     commit:
-      `INSERT INTO ${table} (token, data, expiry) VALUES ($1, $2, $3) ` +
-      'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, expiry = EXCLUDED.expiry',
-    delete: `DELETE FROM ${table} WHERE token = $1`,
+      `INSERT INTO ${table} AS s (token, data, expiry, owner) ` +
+      `VALUES ($1, $2, least($3::timestamptz, ${absoluteLimit('now()', '$5')}), $4) ` +
+      'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, owner = EXCLUDED.owner, ' +
+      `created = ${created}, expiry = least(EXCLUDED.expiry, ${absoluteLimit(created, '$5')}) ` +
+      // The conditional upsert: a tombstone is never overwritten.
+      'WHERE NOT s.destroyed',
     // Only the expiry: a touch must not rewrite (and so cannot clobber) the data.
-    touch: `UPDATE ${table} SET expiry = $1 WHERE token = $2 AND expiry > now()`,
-    all: `SELECT token, data FROM ${table} WHERE expiry > now()`,
-    count: `SELECT count(*) AS count FROM ${table} WHERE expiry > now()`,
+    touch:
+      `UPDATE ${table} SET expiry = least($1::timestamptz, ${absoluteLimit('created', '$3')}) ` +
+      `WHERE token = $2 AND ${active}`,
+    delete: tombstones
+      ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) VALUES ($1, '', ${tombstoneExpiry}, true) ` +
+        `ON CONFLICT (token) DO UPDATE SET ${tombstone}`
+      : `DELETE FROM ${table} WHERE token = $1`,
+    destroyByOwner: tombstones
+      ? `UPDATE ${table} AS s SET ${tombstone} WHERE owner = $1 AND ${active}`
+      : `DELETE FROM ${table} WHERE owner = $1 AND ${active}`,
+    listByOwner:
+      `SELECT token, data, expiry, created FROM ${table} WHERE owner = $1 AND ${active} ORDER BY created, token`,
+    all: `SELECT token, data FROM ${table} WHERE ${active}`,
+    count: `SELECT count(*) AS count FROM ${table} WHERE ${active}`,
     clear: `DELETE FROM ${table}`,
     stats:
-      `SELECT count(*) FILTER (WHERE expiry > now()) AS active, ` +
+      `SELECT count(*) FILTER (WHERE ${active}) AS active, ` +
       `count(*) FILTER (WHERE expiry <= now()) AS expired FROM ${table}`,
     // SKIP LOCKED: two stores sweeping at once split the work instead of queueing.
     deleteExpiredBatch:
       `DELETE FROM ${table} WHERE token IN ` +
       `(SELECT token FROM ${table} WHERE expiry <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+    schemaVersion:
+      "SELECT to_regclass($1) IS NOT NULL AS exists, obj_description(to_regclass($1), 'pg_class') AS comment",
   }
 }
 
-function checkCleanupInterval(ms: unknown): void {
-  if (typeof ms !== 'number') throw new TypeError(`cleanupInterval must be a number of milliseconds, got ${typeOf(ms)}`)
-  if (!Number.isInteger(ms) || ms < 0 || ms > MAX_TIMER_DELAY) {
-    throw new RangeError(`cleanupInterval must be a whole number of milliseconds from 0 to ${MAX_TIMER_DELAY}`)
+function checkMilliseconds(name: string, ms: unknown, min: number, max: number): void {
+  if (typeof ms !== 'number') throw new TypeError(`${name} must be a number of milliseconds, got ${typeOf(ms)}`)
+  if (!Number.isInteger(ms) || ms < min || ms > max) {
+    throw new RangeError(`${name} must be a whole number of milliseconds from ${min} to ${max}`)
   }
+}
+
+function checkBoolean(name: string, value: unknown): void {
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${typeOf(value)}`)
 }
 
 function toBuffer(data: Uint8Array): Buffer {
@@ -222,5 +354,5 @@ function toBuffer(data: Uint8Array): Buffer {
 
 function logError(error: Error): void {
   const message = error.message.replace(/\s+/g, ' ')
-  process.stderr.write(`express-session-postgres: background cleanup failed: ${message}\n`)
+  process.stderr.write(`express-session-postgres: ${message}\n`)
 }

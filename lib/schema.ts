@@ -8,13 +8,21 @@ const SCHEMA_FILE = join(__dirname, '..', 'schema.sql')
 
 let schemaTemplate: string | undefined
 
+/** The schema version that schema.sql creates, and records in the table's comment. */
+export const SCHEMA_VERSION = 2
+
+/** Reads the version out of a table comment; a table without one is pgxstore's, version 1. */
+export function versionOf(comment: string | null): number {
+  return Number(/express-session-postgres schema (\d+)/.exec(comment ?? '')?.[1] ?? 1)
+}
+
 /** schema.sql with `sessions` replaced by the configured table. */
 export function schemaFor(table: TableName): string {
   schemaTemplate ??= readFileSync(SCHEMA_FILE, 'utf8')
   return schemaTemplate
     .replace(/--.*$/gm, '')
     // Replacer functions, so a `$&` in a table name stays literal.
-    .replace(/\bsessions_expiry_idx\b/g, () => quoteIdentifier(`${table.base}_expiry_idx`))
+    .replace(/\bsessions_(\w+_idx)\b/g, (_, index) => quoteIdentifier(`${table.base}_${index}`))
     .replace(/\bsessions\b/g, () => table.quoted)
     .trim()
 }

@@ -54,9 +54,11 @@ describeEachBackend('PostgresSessionStore', (backend) => {
   }
 
   /** Every row of the table, expired or not, straight from SQL. */
+  // The rows that hold a session. A destroyed session leaves a tombstone with
+  // no data (see the core's tests), which holds none.
   async function rows() {
     return sql.unsafe<{ token: string; data: Buffer; expiry: Date }[]>(
-      `SELECT token, data, expiry FROM "${core.table}" ORDER BY token`,
+      `SELECT token, data, expiry FROM "${core.table}" WHERE NOT destroyed ORDER BY token`,
     )
   }
 
