@@ -299,7 +299,8 @@ function buildQueries(table: string, tombstones: boolean) {
   // session would have lived and at least an hour (longer than any request
   // that read it before it was destroyed).
   const tombstoneExpiry = "now() + interval '1 hour'"
-  const tombstone = `data = '', owner = NULL, destroyed = true, expiry = greatest(s.expiry, ${tombstoneExpiry})`
+  const tombstone = (expiry: string) =>
+    `data = '', owner = NULL, destroyed = true, expiry = greatest(${expiry}, ${tombstoneExpiry})`
   return {
     find: `SELECT data, expiry FROM ${table} WHERE token = $1 AND ${active}`,
     commit:
@@ -315,10 +316,10 @@ function buildQueries(table: string, tombstones: boolean) {
       `WHERE token = $2 AND ${active}`,
     delete: tombstones
       ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) VALUES ($1, '', ${tombstoneExpiry}, true) ` +
-        `ON CONFLICT (token) DO UPDATE SET ${tombstone}`
+        `ON CONFLICT (token) DO UPDATE SET ${tombstone('s.expiry')}`
       : `DELETE FROM ${table} WHERE token = $1`,
     destroyByOwner: tombstones
-      ? `UPDATE ${table} AS s SET ${tombstone} WHERE owner = $1 AND ${active}`
+      ? `UPDATE ${table} SET ${tombstone('expiry')} WHERE owner = $1 AND ${active}`
       : `DELETE FROM ${table} WHERE owner = $1 AND ${active}`,
     listByOwner:
       `SELECT token, data, expiry, created FROM ${table} WHERE owner = $1 AND ${active} ORDER BY created, token`,
