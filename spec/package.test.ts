@@ -83,12 +83,12 @@ function linkFromRoot(name: string, dir: string): void {
 }
 
 describe('the packed tarball', () => {
-  it('holds only what users need: compiled code, types, schema.sql, README, LICENSE', async () => {
+  it('holds only what users need: compiled code, types, schema.sql, README, LICENSE, CHANGELOG', async () => {
     const [packed] = JSON.parse(await succeed('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], build.dir))
     const paths: string[] = packed.files.map((file: { path: string }) => file.path)
     expect(paths).toEqual(expect.arrayContaining(['package.json', 'README.md', 'LICENSE', 'schema.sql',
       'dist/index.js', 'dist/index.d.ts', 'dist/index.mjs', 'dist/index.d.mts', 'dist/cli.js']))
-    const unexpected = paths.filter((path) => !/^(package\.json|README\.md|LICENSE|schema\.sql|dist\/[\w-]+\.(js|d\.ts|mjs|d\.mts))$/.test(path))
+    const unexpected = paths.filter((path) => !/^(package\.json|README\.md|CHANGELOG\.md|LICENSE|schema\.sql|dist\/[\w-]+\.(js|d\.ts|mjs|d\.mts))$/.test(path))
     expect(unexpected).toEqual([])
   })
 
