@@ -35,11 +35,12 @@ const MAX_CALL_MS = QUERY_TIMEOUT_MS + 500
 const RECOVERY_BOUND_MS = 3000
 const GIVE_UP_MS = 30_000
 
-// PGlite sits behind a TCP socket as the server does, so it takes the same faults.
-const targets = [
-  { name: 'PostgreSQL server', url: process.env.TEST_DATABASE_URL },
-  { name: 'PGlite', url: process.env.PGLITE_TEST_URL },
-].filter((target): target is { name: string; url: string } => Boolean(target.url))
+// Real server only. PGlite passes when it runs alone, but it serves every
+// connection from one backend: connections reset mid-query leave that backend
+// with missing portals (34000) for the other test files using it at the time.
+const targets = [{ name: 'PostgreSQL server', url: process.env.TEST_DATABASE_URL }].filter(
+  (target): target is { name: string; url: string } => Boolean(target.url),
+)
 
 // jest hands each test file a copy of \`process\` whose listeners never fire.
 // The real one is reached through a function made outside jest's sandbox.
