@@ -31,7 +31,7 @@ const sql = postgres(process.env.DATABASE_URL || embedded.url, { onnotice: () =>
 // 2. The store, and its table (created only when missing).
 const store = new PostgresSessionStore({ sql, table: TABLE })
 log(`creating the table "${TABLE}" if it is missing`)
-await store.store.migrate() // store.store: the core PostgresStore, which owns the table
+await store.migrate()
 
 // 3. The app.
 const app = express()

@@ -4,7 +4,7 @@
 import { Store, type SessionData } from 'express-session'
 import postgres, { type Sql } from 'postgres'
 import { reportSafely } from './cleanup.js'
-import { PostgresStore } from './postgres-store.js'
+import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js'
 import { assertToken, typeOf } from './validate.js'
 
 /** Turns a session into text and back. Default: JSON. The text is stored as UTF-8. */
@@ -25,6 +25,8 @@ interface CommonOptions {
   disableTouch?: boolean
   /** Receives errors nobody else sees: unreadable rows, cleanup failures. Default: one line on stderr. */
   onError?: (error: Error) => void
+  /** Who a session belongs to (e.g. its user id), or undefined; enables destroyByOwner and listByOwner. */
+  owner?: Owner
 }
 
 /** Settings for the PostgresStore the adapter creates (not allowed with `store`). */
@@ -33,15 +35,40 @@ interface CoreOptions {
   table?: string
   /** Milliseconds between sweeps of expired rows; 0 disables. Default 5 minutes. */
   cleanupInterval?: number
+  /** destroy leaves a tombstone, so a request that read the session earlier cannot write it back. Default true. */
+  tombstones?: boolean
+  /** Milliseconds after its creation that a session ends, whatever touches and rolling cookies say. Default none. */
+  absoluteTimeout?: number
+  /** Store the SHA-256 of each session id instead of the id. Default false. */
+  hashTokens?: boolean
+  /**
+   * Encrypt session data at rest with AES-256-GCM: a secret of at least 16
+   * characters, or a list whose first entry encrypts (rotation). Not express-session's cookie secret.
+   */
+  secret?: string | readonly string[]
 }
+
+const CORE_OPTION_NAMES = ['table', 'cleanupInterval', 'tombstones', 'absoluteTimeout', 'hashTokens', 'secret'] as const
 
 /** Exactly one way to reach PostgreSQL. */
 export type PostgresSessionStoreOptions = CommonOptions &
   (
     | (CoreOptions & { sql: Sql<any>; store?: never; connectionString?: never })
     | (CoreOptions & { connectionString: string; sql?: never; store?: never })
-    | { store: PostgresStore; sql?: never; connectionString?: never; table?: never; cleanupInterval?: never }
+    | ({ store: PostgresStore; sql?: never; connectionString?: never } & { [name in keyof CoreOptions]?: never })
   )
+
+/** The owner of a session (a user id, say), or undefined for a session nobody owns. */
+export type Owner = (session: SessionData) => string | undefined
+
+/** One of an owner's active sessions, as listByOwner gives it. */
+export interface OwnedSession {
+  /** The session id, or its SHA-256 hex with hashTokens. */
+  id: string
+  expiry: Date
+  created: Date
+  session: SessionData
+}
 
 /** express-session's callback: an error, or null and a value. */
 export type Callback<T> = (error: any, value?: T) => void
@@ -49,7 +76,7 @@ export type Callback<T> = (error: any, value?: T) => void
 export const DEFAULT_TTL_SECONDS = 24 * 60 * 60
 
 const OPTION_NAMES = new Set([
-  'sql', 'store', 'connectionString', 'table', 'cleanupInterval', 'ttl', 'serializer', 'disableTouch', 'onError',
+  'sql', 'store', 'connectionString', ...CORE_OPTION_NAMES, 'ttl', 'serializer', 'disableTouch', 'onError', 'owner',
 ])
 
 // fatal: bytes that are not UTF-8 must fail to decode, not turn into U+FFFD.
@@ -62,6 +89,7 @@ export class PostgresSessionStore extends Store {
   private readonly serializer: Serializer
   private readonly disableTouch: boolean
   private readonly onError: (error: Error) => void
+  private readonly owner: Owner | undefined
   private readonly ownsStore: boolean
   private readonly ownSql: Sql | undefined
 
@@ -73,17 +101,15 @@ export class PostgresSessionStore extends Store {
     this.serializer = serializer
     this.disableTouch = disableTouch
     this.onError = onError
+    this.owner = options.owner
     this.ownsStore = options.store === undefined
     this.ownSql = options.connectionString === undefined ? undefined : postgres(options.connectionString)
-    const sql = options.sql ?? this.ownSql
-    // Without an onError of the caller's, the core keeps its own cleanup message.
-    const coreOptions = { table: options.table, cleanupInterval: options.cleanupInterval, onError: options.onError }
-    this.store = options.store ?? new PostgresStore(sql!, coreOptions)
+    this.store = options.store ?? new PostgresStore((options.sql ?? this.ownSql)!, coreOptionsOf(options))
   }
 
   /**
    * Calls back with the session stored under sid, its cookie.expires set to the
-   * stored expiry, or with null when it is missing, expired or unreadable (an unreadable row is removed and reported to onError).
+   * stored expiry, or with null when it is missing, expired, destroyed or unreadable (reported to onError; a row that decrypts but does not decode is removed).
    */
   get(sid: string): Promise<SessionData | null>
   get(sid: string, callback: Callback<SessionData | null>): void
@@ -93,7 +119,8 @@ export class PostgresSessionStore extends Store {
 
   /**
    * Stores session under sid until cookie.expires, or for ttl seconds when the
-   * cookie has none; an expiry already past removes the session instead. A session the serializer cannot encode is an error, and nothing is written.
+   * cookie has none, under owner(session); an expiry already past removes the session instead, and a destroyed one stays destroyed. A session
+   * that the serializer or owner cannot handle is a TypeError, and nothing is written.
    */
   set(sid: string, session: SessionData): Promise<void>
   set(sid: string, session: SessionData, callback: Callback<void>): void
@@ -102,8 +129,8 @@ export class PostgresSessionStore extends Store {
   }
 
   /**
-   * Removes the session stored under sid. Calls back without an error whether
-   * or not it existed.
+   * Ends the session stored under sid: with tombstones (the default) a request
+   * that read it earlier cannot write it back. Calls back without an error whether or not it existed.
    */
   destroy(sid: string): Promise<void>
   destroy(sid: string, callback: Callback<void>): void
@@ -113,7 +140,7 @@ export class PostgresSessionStore extends Store {
 
   /**
    * Moves the expiry of an active session as set would, without rewriting its
-   * data. A missing or expired session stays missing; with disableTouch nothing happens.
+   * data, never beyond absoluteTimeout. A missing, expired or destroyed session stays missing; with disableTouch nothing happens.
    */
   touch(sid: string, session: SessionData): Promise<void>
   touch(sid: string, session: SessionData, callback: Callback<void>): void
@@ -122,8 +149,8 @@ export class PostgresSessionStore extends Store {
   }
 
   /**
-   * Calls back with every active session, keyed by session id. Expired rows are
-   * left out; unreadable rows are left out, removed and reported to onError.
+   * Calls back with every active session, keyed by session id (its SHA-256 hex
+   * with hashTokens). Expired and destroyed rows are left out; unreadable rows are left out and reported to onError.
    */
   all(): Promise<Record<string, SessionData>>
   all(callback: Callback<Record<string, SessionData>>): void
@@ -152,6 +179,36 @@ export class PostgresSessionStore extends Store {
   }
 
   /**
+   * Ends every active session of owner, on every device, and calls back with
+   * how many. An owner with none gives 0; an owner that is not a non-empty string is a TypeError.
+   */
+  destroyByOwner(owner: string): Promise<number>
+  destroyByOwner(owner: string, callback: Callback<number>): void
+  destroyByOwner(owner: string, callback?: Callback<number>): Promise<number> | void {
+    return settle(() => this.store.destroyByOwner(owner), callback)
+  }
+
+  /**
+   * Calls back with owner's active sessions, oldest first, as { id, expiry,
+   * created, session }; an owner with none gives []. Unreadable rows are left out and reported to onError, as all() does.
+   */
+  listByOwner(owner: string): Promise<OwnedSession[]>
+  listByOwner(owner: string, callback: Callback<OwnedSession[]>): void
+  listByOwner(owner: string, callback?: Callback<OwnedSession[]>): Promise<OwnedSession[]> | void {
+    return settle(() => this.readOwned(owner), callback)
+  }
+
+  /**
+   * Creates the table, or upgrades an older one in place without losing a
+   * session, as the core's migrate() does. Safe at every start-up; a table already current is left alone.
+   */
+  migrate(): Promise<void>
+  migrate(callback: Callback<void>): void
+  migrate(callback?: Callback<void>): Promise<void> | void {
+    return settle(() => this.store.migrate(), callback)
+  }
+
+  /**
    * Stops the cleanup timer of the core this adapter created and ends the pool
    * it opened for connectionString. A caller's sql or store is left running; calling close again does nothing.
    */
@@ -173,10 +230,7 @@ export class PostgresSessionStore extends Store {
       await this.discard(sid, session)
       return null
     }
-    // A touch moves only the row's expiry; the cookie in the data still has the
-    // old one. A session cookie (no expires) stays one.
-    if (session.cookie.expires != null) session.cookie.expires = entry.expiry
-    return session
+    return withStoredExpiry(session, entry.expiry)
   }
 
   private async write(sid: string, session: SessionData): Promise<void> {
@@ -184,8 +238,9 @@ export class PostgresSessionStore extends Store {
     assertSession(session)
     const expiry = this.expiryOf(session)
     const data = this.encode(session)
+    const owner = this.ownerOf(session)
     if (expiry.getTime() <= Date.now()) return this.store.delete(sid)
-    await this.store.commit(sid, data, expiry)
+    await this.store.commit(sid, data, expiry, owner)
   }
 
   private async erase(sid: string): Promise<void> {
@@ -204,11 +259,35 @@ export class PostgresSessionStore extends Store {
     // No prototype: a session id such as "__proto__" is just a key.
     const sessions: Record<string, SessionData> = Object.create(null)
     for (const [sid, data] of await this.store.all()) {
-      const session = this.decode(data)
-      if (session instanceof Error) await this.discard(sid, session)
-      else sessions[sid] = session
+      const session = this.readable(data)
+      if (session !== null) sessions[sid] = session
     }
     return sessions
+  }
+
+  private async readOwned(owner: string): Promise<OwnedSession[]> {
+    const owned: OwnedSession[] = []
+    for (const { token, data, expiry, created } of await this.store.listByOwner(owner)) {
+      const session = this.readable(data)
+      if (session !== null) owned.push({ id: token, expiry, created, session: withStoredExpiry(session, expiry) })
+    }
+    return owned
+  }
+
+  /** owner(session), checked: a string, or undefined for a session nobody owns. */
+  private ownerOf(session: SessionData): string | undefined {
+    if (this.owner === undefined) return undefined
+    let owner: unknown
+    try {
+      owner = this.owner(session)
+    } catch (error) {
+      // Its message may quote the session: name the error only.
+      throw new TypeError(`owner() threw ${errorName(error)}, so the session was not stored`)
+    }
+    if (owner === undefined) return undefined
+    if (typeof owner !== 'string') throw new TypeError(`owner() must return a string or undefined, got ${typeOf(owner)}`)
+    assertToken(owner, 'owner()')
+    return owner
   }
 
   private expiryOf(session: SessionData): Date {
@@ -257,6 +336,16 @@ export class PostgresSessionStore extends Store {
     return session as unknown as SessionData
   }
 
+  /** The session in data, or null (reported to onError) when it cannot be decoded. */
+  // Only reported, not removed: with hashTokens the key in hand is a hash, which
+  // delete() would hash again. get removes the row when its owner comes back.
+  private readable(data: Buffer): SessionData | null {
+    const session = this.decode(data)
+    if (!(session instanceof Error)) return session
+    reportSafely(this.onError, new Error(`left out a stored session that could not be decoded: ${session.message}`))
+    return null
+  }
+
   // express-session starts a new session when get finds none, and the unreadable
   // row would otherwise sit there until it expires.
   private async discard(sid: string, reason: Error): Promise<void> {
@@ -285,6 +374,19 @@ function settle<T>(work: () => Promise<T>, callback?: Callback<T>): Promise<T> |
   )
 }
 
+// A touch moves only the row's expiry (and absoluteTimeout can cap it); the cookie
+// in the data still has the expiry of the last set. A session cookie (no expires) stays one.
+function withStoredExpiry(session: SessionData, expiry: Date): SessionData {
+  if (session.cookie.expires != null) session.cookie.expires = expiry
+  return session
+}
+
+function coreOptionsOf(options: PostgresSessionStoreOptions): PostgresStoreOptions {
+  const { table, cleanupInterval, tombstones, absoluteTimeout, hashTokens, secret } = options
+  // Without an onError of the caller's, the core keeps its own cleanup message.
+  return { table, cleanupInterval, tombstones, absoluteTimeout, hashTokens, secret, onError: options.onError }
+}
+
 function checkOptions(options: unknown): asserts options is PostgresSessionStoreOptions {
   if (!isObject(options)) {
     throw new TypeError(`PostgresSessionStore needs an options object such as { sql }, got ${typeOf(options)}`)
@@ -301,7 +403,7 @@ function checkOptions(options: unknown): asserts options is PostgresSessionStore
     if (!(options.store instanceof PostgresStore)) {
       throw new TypeError(`store must be a PostgresStore, got ${typeOf(options.store)}`)
     }
-    for (const name of ['table', 'cleanupInterval'].filter(given)) {
+    for (const name of CORE_OPTION_NAMES.filter(given)) {
       throw new TypeError(`${name} configures the PostgresStore: set it there, not beside store`)
     }
   }
@@ -315,6 +417,9 @@ function checkOptions(options: unknown): asserts options is PostgresSessionStore
   }
   if (given('onError') && typeof options.onError !== 'function') {
     throw new TypeError(`onError must be a function, got ${typeOf(options.onError)}`)
+  }
+  if (given('owner') && typeof options.owner !== 'function') {
+    throw new TypeError(`owner must be a function of the session, got ${typeOf(options.owner)}`)
   }
 }
 

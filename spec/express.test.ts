@@ -6,6 +6,7 @@ import type { Sql } from 'postgres'
 import request from 'supertest'
 import { PostgresStore } from '../lib/postgres-store'
 import { PostgresSessionStore, type PostgresSessionStoreOptions } from '../lib/session-store'
+import { hashToken } from '../lib/tokens'
 import { describeEachBackend, realBackends, uniqueTable } from './support/backends'
 
 // The package alias express4 has no types of its own; its API is Express 5's for what is used here.
@@ -25,8 +26,28 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 type Express = typeof express
 type Reply = { id: string; user?: string; views?: number }
 
-/** A small app: log in, count visits, peek without changing anything, regenerate, log out. */
-function buildApp(createApp: Express, store: PostgresSessionStore, options: Partial<SessionOptions> = {}) {
+/**
+ * Holds /slow requests after they have read their session, until the test
+ * releases them: a request in flight while another one logs out.
+ */
+class Gate {
+  private arrive!: () => void
+  /** Resolves once a /slow request has its session and is waiting. */
+  readonly entered = new Promise<void>((resolve) => (this.arrive = resolve))
+  release!: () => void
+  private readonly released = new Promise<void>((resolve) => (this.release = resolve))
+
+  async pass(): Promise<void> {
+    this.arrive()
+    await this.released
+  }
+}
+
+/**
+ * A small app: log in, count visits, peek without changing anything, regenerate, log out,
+ * log out everywhere; /slow waits at the gate, then counts a visit.
+ */
+function buildApp(createApp: Express, store: PostgresSessionStore, options: Partial<SessionOptions> = {}, gate?: Gate) {
   const app = createApp()
   app.use(session({ store, secret: 'test secret', resave: false, saveUninitialized: false, ...options }))
   const reply = (req: express.Request): Reply => ({ id: req.sessionID, user: req.session.user, views: req.session.views })
@@ -51,6 +72,17 @@ function buildApp(createApp: Express, store: PostgresSessionStore, options: Part
   })
   app.post('/logout', (req, res, next) => {
     req.session.destroy((error) => (error ? next(error) : res.json({ loggedOut: true })))
+  })
+  app.post('/logout-everywhere', (req, res, next) => {
+    const user = req.session.user
+    if (!user) return res.status(401).json({ error: 'not logged in' })
+    store.destroyByOwner(user).then((count) => res.json({ loggedOut: count }), next)
+  })
+  app.get('/slow', (req, res) => {
+    void gate!.pass().then(() => {
+      req.session.views = (req.session.views ?? 0) + 1
+      res.json(reply(req))
+    })
   })
   return app
 }
@@ -85,6 +117,12 @@ describe.each([
       const created = new PostgresSessionStore({ sql, table: core.table, cleanupInterval: 0, ...options } as PostgresSessionStoreOptions)
       stores.push(created)
       return created
+    }
+
+    /** Rows of the table whose bytes contain text (tombstones hold none). */
+    async function rowsContaining(text: string) {
+      const rows = await sql.unsafe<{ token: string; data: Buffer }[]>(`SELECT token, data FROM "${core.table}"`)
+      return rows.filter((row) => row.token.includes(text) || row.data.includes(text))
     }
 
     async function storedExpiry(sid: string): Promise<number> {
@@ -187,6 +225,117 @@ describe.each([
       expect(await store.get(before.id)).toBeNull()
       expect(await store.get(after.id)).toMatchObject({ user: 'ada' })
       expect((await agent.get('/peek')).body).toMatchObject({ id: after.id, user: 'ada' })
+    })
+
+    describe('a request in flight during a logout', () => {
+      /** Logs ada in, starts /slow with her cookie, and waits until it has read her session. */
+      async function slowRequestOfAda(app: ReturnType<typeof buildApp>, gate: Gate) {
+        const login = await request(app).post('/login/ada-in-flight')
+        const cookie = sessionCookie(login)
+        const slow = request(app).get('/slow').set('Cookie', cookie).then((response) => response)
+        await gate.entered
+        return { id: login.body.id as string, cookie, slow }
+      }
+
+      it('cannot write the session back after the logout finished', async () => {
+        const gate = new Gate()
+        const app = buildApp(createApp, store, {}, gate)
+        const ada = await slowRequestOfAda(app, gate)
+        await request(app).post('/logout').set('Cookie', ada.cookie).expect(200)
+        const set = jest.spyOn(store, 'set')
+        gate.release()
+        const late = await ada.slow
+        // The slow request did change the session and express-session did save it...
+        expect(late.body).toEqual({ id: ada.id, user: 'ada-in-flight', views: 1 })
+        expect(set).toHaveBeenCalledWith(ada.id, expect.anything(), expect.any(Function))
+        // ...but the store refused: the old cookie is anonymous, and no row holds her data.
+        const after = await request(app).get('/peek').set('Cookie', ada.cookie)
+        expect(after.body.user).toBeUndefined()
+        expect(after.body.id).not.toBe(ada.id)
+        expect(await store.get(ada.id)).toBeNull()
+        expect(await rowsContaining('ada-in-flight')).toEqual([])
+      })
+
+      it('without tombstones the late request writes the logged-out session back (what the peers do)', async () => {
+        const gate = new Gate()
+        const app = buildApp(createApp, newStore({ tombstones: false }), {}, gate)
+        const ada = await slowRequestOfAda(app, gate)
+        await request(app).post('/logout').set('Cookie', ada.cookie).expect(200)
+        gate.release()
+        await ada.slow
+        expect((await request(app).get('/peek').set('Cookie', ada.cookie)).body.user).toBe('ada-in-flight')
+      })
+
+      it('cannot bring back the old id after a regenerate either', async () => {
+        const gate = new Gate()
+        const app = buildApp(createApp, store, {}, gate)
+        const ada = await slowRequestOfAda(app, gate)
+        const regenerated = await request(app).post('/regenerate').set('Cookie', ada.cookie).expect(200)
+        gate.release()
+        await ada.slow
+        expect((await request(app).get('/peek').set('Cookie', ada.cookie)).body.user).toBeUndefined()
+        expect(await store.get(ada.id)).toBeNull()
+        const fresh = await request(app).get('/peek').set('Cookie', sessionCookie(regenerated))
+        expect(fresh.body).toMatchObject({ id: regenerated.body.id, user: 'ada-in-flight' })
+      })
+    })
+
+    describe('owner: (session) => session.user', () => {
+      it('lists each user\'s devices, and log out everywhere ends only that user\'s sessions', async () => {
+        const owned = newStore({ owner: (data) => data.user })
+        const app = buildApp(createApp, owned)
+        const devices = { ada: [request.agent(app), request.agent(app), request.agent(app)], bob: [request.agent(app), request.agent(app)] }
+        const ids: Record<string, string[]> = { ada: [], bob: [] }
+        for (const [user, agents] of Object.entries(devices)) {
+          for (const agent of agents) ids[user].push((await agent.post(`/login/${user}`)).body.id)
+        }
+        await request(app).get('/count') // a visitor, owned by nobody
+        for (const user of ['ada', 'bob']) {
+          const listed = await owned.listByOwner(user)
+          expect(listed.map((each) => each.id).sort()).toEqual([...ids[user]].sort())
+          expect(listed.map((each) => each.session.user)).toEqual(ids[user].map(() => user))
+        }
+
+        const [laptop, ...others] = devices.ada
+        expect((await laptop.post('/logout-everywhere').expect(200)).body).toEqual({ loggedOut: 3 })
+        for (const agent of devices.ada) expect((await agent.get('/peek')).body.user).toBeUndefined()
+        // A new, anonymous session (JSON drops the undefined user).
+        for (const agent of others) expect((await agent.get('/count')).body).toEqual({ id: expect.any(String), views: 1 })
+        for (const agent of devices.bob) expect((await agent.get('/count')).body).toMatchObject({ user: 'bob', views: 1 })
+        expect(await owned.listByOwner('ada')).toEqual([])
+        expect(await owned.listByOwner('bob')).toHaveLength(2)
+        expect(await rowsContaining('"ada"')).toEqual([])
+      })
+    })
+
+    it('absoluteTimeout: rolling requests cannot keep a session past created + absoluteTimeout', async () => {
+      const capped = newStore({ absoluteTimeout: 1500 })
+      const agent = request.agent(buildApp(createApp, capped, { rolling: true, cookie: { maxAge: HOUR } }))
+      const start = Date.now()
+      const { id } = (await agent.post('/login/ada')).body
+      for (let i = 0; Date.now() - start < 1100; i++) {
+        const reply = await agent.get(i % 2 ? '/count' : '/peek')
+        expect(reply.body).toMatchObject({ id, user: 'ada' })
+        expect(await storedExpiry(id)).toBeLessThanOrEqual(start + 1500 + 250)
+        await sleep(150)
+      }
+      await sleep(Math.max(0, start + 1800 - Date.now()))
+      const late = await agent.get('/peek')
+      expect(late.body.user).toBeUndefined()
+      expect(late.body.id).not.toBe(id)
+    })
+
+    it('hashTokens and secret: a whole visit works and the table holds neither the session id nor the user', async () => {
+      const guarded = newStore({ hashTokens: true, secret: 'an encryption secret of some length' })
+      const agent = request.agent(buildApp(createApp, guarded))
+      const { id } = (await agent.post('/login/ada-guarded')).body
+      expect((await agent.get('/count')).body).toEqual({ id, user: 'ada-guarded', views: 1 })
+      expect((await agent.get('/count')).body).toEqual({ id, user: 'ada-guarded', views: 2 })
+      expect(await rowsContaining(id)).toEqual([])
+      expect(await rowsContaining('ada-guarded')).toEqual([])
+      expect(Object.keys(await guarded.all())).toEqual([hashToken(id)])
+      await agent.post('/logout').expect(200)
+      expect((await agent.get('/peek')).body.user).toBeUndefined()
     })
 
     it('a session whose maxAge has passed is gone, even when the old cookie is sent again', async () => {

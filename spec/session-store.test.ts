@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process'
 import type { SessionData } from 'express-session'
 import postgres, { type Sql } from 'postgres'
 import { PostgresStore } from '../lib/postgres-store'
+import { hashToken } from '../lib/tokens'
 import { PostgresSessionStore, type Callback, type PostgresSessionStoreOptions } from '../lib/session-store'
 import { describeEachBackend, uniqueTable } from './support/backends'
 
@@ -297,12 +298,13 @@ describeEachBackend('PostgresSessionStore', (backend) => {
       expect(reported[0].message).not.toMatch(/hunter2|must-not-leak/)
     })
 
-    it('all leaves unreadable rows out, removes and reports them', async () => {
+    it('all leaves unreadable rows out and reports them; the next get of that id removes the row', async () => {
       await store.set('good', sessionOf({ user: 'ada' }))
       await core.commit('bad', Buffer.from('not json'), later(HOUR))
       expect(Object.keys(await store.all())).toEqual(['good'])
+      expect(reported.map((error) => error.message)).toEqual([expect.stringMatching(/left out .* could not be decoded/)])
+      expect(await store.get('bad')).toBeNull()
       expect((await rows()).map((row) => row.token)).toEqual(['good'])
-      expect(reported).toHaveLength(1)
     })
 
     it('a throwing onError does not break get', async () => {
@@ -349,13 +351,284 @@ describeEachBackend('PostgresSessionStore', (backend) => {
   })
 
   describe('destroy', () => {
-    it('removes the session; destroying a missing one is no error', async () => {
+    it('ends the session; destroying a missing one is no error', async () => {
       await store.set('sid', sessionOf())
       await store.set('other', sessionOf())
       await store.destroy('sid')
       await store.destroy('never-stored')
       expect(await store.get('sid')).toBeNull()
       expect((await rows()).map((row) => row.token)).toEqual(['other'])
+    })
+  })
+
+  describe('a destroyed session stays destroyed', () => {
+    it('get, set and touch after destroy neither find nor write it back', async () => {
+      await store.set('sid', sessionOf({ user: 'ada' }))
+      await store.destroy('sid')
+      // A request that read the session before the logout now saves it, or touches it.
+      await store.set('sid', sessionOf({ user: 'ada', views: 2 }))
+      await store.touch('sid', sessionOf({ user: 'ada' }, later(2 * HOUR)))
+      expect(await store.get('sid')).toBeNull()
+      expect(await store.all()).toEqual({})
+      expect(await store.length()).toBe(0)
+      expect(await rows()).toHaveLength(0)
+    })
+
+    it('a session id destroyed before it was ever stored cannot be stored later', async () => {
+      await store.destroy('sid')
+      await store.set('sid', sessionOf({ user: 'ada' }))
+      expect(await store.get('sid')).toBeNull()
+    })
+
+    it('with tombstones: false, a late set writes the session back (the behaviour of the peers)', async () => {
+      const plain = adapter({ tombstones: false })
+      await plain.set('sid', sessionOf({ user: 'ada' }))
+      await plain.destroy('sid')
+      await plain.set('sid', sessionOf({ user: 'ada', views: 2 }))
+      expect(await plain.get('sid')).toMatchObject({ user: 'ada', views: 2 })
+    })
+  })
+
+  describe('owner', () => {
+    const byUser = (session: SessionData) => (session as { user?: string }).user
+
+    /** Logs user in on each device: one session per device, as a browser each. */
+    async function logIn(owned: PostgresSessionStore, user: string, devices: string[]) {
+      for (const device of devices) await owned.set(device, sessionOf({ user, device }))
+    }
+
+    it('listByOwner gives each user their own sessions, oldest first, with expiry, creation time and session', async () => {
+      const owned = adapter({ owner: byUser })
+      await logIn(owned, 'ada', ['ada-laptop', 'ada-phone', 'ada-tablet'])
+      await logIn(owned, 'bob', ['bob-laptop', 'bob-phone'])
+      await owned.set('guest', sessionOf({ cart: 1 }))
+      const ada = await owned.listByOwner('ada')
+      expect(ada.map((each) => each.id)).toEqual(['ada-laptop', 'ada-phone', 'ada-tablet'])
+      expect(ada.map((each) => each.session)).toEqual(
+        ['laptop', 'phone', 'tablet'].map((device) => expect.objectContaining({ user: 'ada', device: `ada-${device}` })),
+      )
+      const stored = await core.findEntry('ada-phone')
+      expect(ada[1].expiry).toEqual(stored!.expiry)
+      expect(ada[1].session.cookie.expires).toEqual(stored!.expiry)
+      expect(ada[1].created.getTime()).toBeLessThanOrEqual(Date.now() + 1000)
+      expect(ada[0].created.getTime()).toBeLessThanOrEqual(ada[2].created.getTime())
+      expect((await owned.listByOwner('bob')).map((each) => each.id)).toEqual(['bob-laptop', 'bob-phone'])
+      expect(await owned.listByOwner('nobody')).toEqual([])
+    })
+
+    it('destroyByOwner logs one user out of every device and leaves the other user alone', async () => {
+      const owned = adapter({ owner: byUser })
+      await logIn(owned, 'ada', ['ada-laptop', 'ada-phone', 'ada-tablet'])
+      await logIn(owned, 'bob', ['bob-laptop', 'bob-phone'])
+      expect(await owned.destroyByOwner('ada')).toBe(3)
+      for (const device of ['ada-laptop', 'ada-phone', 'ada-tablet']) expect(await owned.get(device)).toBeNull()
+      expect(await owned.get('bob-laptop')).toMatchObject({ user: 'bob' })
+      expect(await owned.get('bob-phone')).toMatchObject({ user: 'bob' })
+      expect(await owned.listByOwner('ada')).toEqual([])
+      // A device's request still in flight cannot log it back in.
+      await owned.set('ada-phone', sessionOf({ user: 'ada' }))
+      expect(await owned.get('ada-phone')).toBeNull()
+      expect(await owned.destroyByOwner('ada')).toBe(0)
+    })
+
+    it('follows the session: logging out (no user any more) takes it off the owner\'s list', async () => {
+      const owned = adapter({ owner: byUser })
+      await owned.set('sid', sessionOf({ user: 'ada' }))
+      await owned.set('sid', sessionOf({}))
+      expect(await owned.listByOwner('ada')).toEqual([])
+      expect(await owned.destroyByOwner('ada')).toBe(0)
+      expect(await owned.get('sid')).not.toBeNull()
+    })
+
+    it('listByOwner leaves unreadable rows out and reports them', async () => {
+      const owned = adapter({ owner: byUser })
+      await owned.set('good', sessionOf({ user: 'ada' }))
+      await core.commit('bad', Buffer.from('not json'), later(HOUR), 'ada')
+      expect((await owned.listByOwner('ada')).map((each) => each.id)).toEqual(['good'])
+      expect(reported.map((error) => error.message)).toEqual([expect.stringMatching(/could not be decoded/)])
+    })
+
+    it.each([
+      ['throws', () => { throw new Error('hunter2') }, /owner\(\) threw Error/],
+      ['returns a number', () => 42, /owner\(\) must return a string or undefined, got number/],
+      ['returns null', () => null, /owner\(\) must return a string or undefined, got null/],
+      ['returns an empty string', () => '', /owner\(\) must not be empty/],
+    ])('an owner function that %s: a TypeError to the set callback, nothing written', async (_, owner, message) => {
+      const broken = adapter({ owner: owner as never })
+      const { calls } = await callbackCalls<void>((done) => broken.set('sid', sessionOf({ user: 'ada' }), done))
+      expect(calls).toEqual([[expect.any(TypeError)]])
+      expect((calls[0][0] as Error).message).toMatch(message)
+      expect((calls[0][0] as Error).message).not.toMatch(/hunter2|ada/)
+      expect(await rows()).toHaveLength(0)
+    })
+
+    it('destroyByOwner and listByOwner reject an owner that is not a non-empty string, and call back', async () => {
+      await expect(store.destroyByOwner(42 as never)).rejects.toThrow(TypeError)
+      await expect(store.listByOwner('')).rejects.toThrow(TypeError)
+      const owned = adapter({ owner: byUser })
+      await owned.set('sid', sessionOf({ user: 'ada' }))
+      const list = await callbackCalls<unknown>((done) => owned.listByOwner('ada', done))
+      expect(list.calls).toEqual([[null, [expect.objectContaining({ id: 'sid' })]]])
+      const destroy = await callbackCalls<number>((done) => owned.destroyByOwner('ada', done))
+      expect(destroy.calls).toEqual([[null, 1]])
+    })
+  })
+
+  describe('absoluteTimeout', () => {
+    it('ends a session at created + absoluteTimeout however often it is set and touched', async () => {
+      const capped = adapter({ absoluteTimeout: 1500 })
+      const start = Date.now()
+      await capped.set('sid', sessionOf({ user: 'ada' }, later(HOUR)))
+      // Rolling: every request moves the cookie an hour ahead; some also save.
+      for (let i = 0; Date.now() - start < 1100; i++) {
+        if (i % 2) await capped.set('sid', sessionOf({ user: 'ada', views: i }, later(HOUR)))
+        else await capped.touch('sid', sessionOf({ user: 'ada' }, later(HOUR)))
+        const found = await capped.get('sid')
+        expect(found).toMatchObject({ user: 'ada' })
+        // get shows the capped expiry, not the hour the cookie asked for.
+        expect(new Date(found!.cookie.expires!).getTime()).toBeLessThanOrEqual(start + 1500 + 250)
+        await sleep(200)
+      }
+      await sleep(Math.max(0, start + 1800 - Date.now()))
+      await capped.touch('sid', sessionOf({ user: 'ada' }, later(HOUR)))
+      expect(await capped.get('sid')).toBeNull()
+      expect(await capped.length()).toBe(0)
+    })
+
+    it('a new session id starts a new lifetime', async () => {
+      const capped = adapter({ absoluteTimeout: 1500 })
+      await capped.set('first', sessionOf({}, later(HOUR)))
+      await sleep(1000)
+      await capped.set('second', sessionOf({}, later(HOUR)))
+      await sleep(700)
+      expect(await capped.get('first')).toBeNull()
+      expect(await capped.get('second')).not.toBeNull()
+    })
+  })
+
+  describe('hashTokens', () => {
+    /** Every row of the table as text: token and data, tombstones included. */
+    async function rawTable() {
+      const all = await sql.unsafe<{ token: string; data: Buffer }[]>(`SELECT token, data FROM "${core.table}"`)
+      return all.map((row) => `${row.token} ${row.data.toString('latin1')}`).join('\n')
+    }
+
+    it('stores no session id; get, set, touch and destroy work by id; all is keyed by hash', async () => {
+      const hashed = adapter({ hashTokens: true })
+      const ids = ['sid-ada-0123456789', 'sid-bob-0123456789']
+      await hashed.set(ids[0], sessionOf({ user: 'ada' }))
+      await hashed.set(ids[1], sessionOf({ user: 'bob' }))
+      await hashed.touch(ids[0], sessionOf({ user: 'ada' }, later(2 * HOUR)))
+      expect(await hashed.get(ids[0])).toMatchObject({ user: 'ada' })
+      const table = await rawTable()
+      expect(table).not.toContain('sid-')
+      expect(table).toContain(hashToken(ids[0]))
+      const all = await hashed.all()
+      expect(Object.keys(all).sort()).toEqual(ids.map(hashToken).sort())
+      expect(all[hashToken(ids[1])]).toMatchObject({ user: 'bob' })
+
+      await hashed.destroy(ids[0])
+      expect(await hashed.get(ids[0])).toBeNull()
+      expect(await hashed.get(ids[1])).toMatchObject({ user: 'bob' })
+      expect(await hashed.length()).toBe(1)
+      expect(await rawTable()).not.toContain('sid-')
+    })
+
+    it('a stored hash is not a session id: get with it finds nothing', async () => {
+      const hashed = adapter({ hashTokens: true })
+      await hashed.set('sid', sessionOf({ user: 'ada' }))
+      expect(await hashed.get(hashToken('sid'))).toBeNull()
+    })
+
+    it('listByOwner gives hashed ids too', async () => {
+      const hashed = adapter({ hashTokens: true, owner: (session) => (session as { user?: string }).user })
+      await hashed.set('sid', sessionOf({ user: 'ada' }))
+      expect((await hashed.listByOwner('ada')).map((each) => each.id)).toEqual([hashToken('sid')])
+    })
+
+    it('an undecodable row is still removed by get', async () => {
+      const hashed = adapter({ hashTokens: true })
+      await hashed.set('bad', sessionOf())
+      await sql.unsafe(`UPDATE "${core.table}" SET data = $1 WHERE token = $2`, [Buffer.from('not json'), hashToken('bad')])
+      expect(await hashed.get('bad')).toBeNull()
+      expect(await rows()).toHaveLength(0)
+    })
+  })
+
+  describe('secret', () => {
+    const SECRET = 'the first secret, long enough'
+    const OLD_SECRET = 'the old secret, also long enough'
+    const MARKER = 'plaintext-marker-4711'
+
+    async function rawData(): Promise<Buffer[]> {
+      return (await sql.unsafe<{ data: Buffer }[]>(`SELECT data FROM "${core.table}"`)).map((row) => row.data)
+    }
+
+    it('the table holds no plaintext of the session; get and all decrypt it', async () => {
+      const sealed = adapter({ secret: SECRET })
+      await sealed.set('sid', sessionOf({ note: MARKER }))
+      const [data] = await rawData()
+      expect(data.includes(MARKER)).toBe(false)
+      expect(data.includes('cookie')).toBe(false)
+      expect(await sealed.get('sid')).toMatchObject({ note: MARKER })
+      expect((await sealed.all()).sid).toMatchObject({ note: MARKER })
+      // The contrast: without a secret the marker is right there.
+      await store.set('plain', sessionOf({ note: MARKER }))
+      expect((await rawData()).some((bytes) => bytes.includes(MARKER))).toBe(true)
+    })
+
+    it('rotation: a secret listed second still decrypts, and new writes use the first', async () => {
+      const before = adapter({ secret: OLD_SECRET })
+      await before.set('old', sessionOf({ note: 'sealed with the old secret' }))
+      const rotated = adapter({ secret: [SECRET, OLD_SECRET] })
+      expect(await rotated.get('old')).toMatchObject({ note: 'sealed with the old secret' })
+      await rotated.set('new', sessionOf({ note: 'sealed with the new secret' }))
+      const newOnly = adapter({ secret: SECRET })
+      expect(await newOnly.get('new')).toMatchObject({ note: 'sealed with the new secret' })
+      // The old secret alone cannot read what the rotated store wrote.
+      expect(await before.get('new')).toBeNull()
+      expect(reported.map((error) => error.name)).toEqual(['DecryptionError'])
+    })
+
+    it('a tampered byte: get returns null and onError hears it, without id or data', async () => {
+      const sealed = adapter({ secret: SECRET })
+      const sid = 'sid-that-must-not-leak'
+      await sealed.set(sid, sessionOf({ note: MARKER }))
+      const [data] = await rawData()
+      const tampered = Buffer.from(data)
+      tampered[tampered.length - 20] ^= 0x01
+      await sql.unsafe(`UPDATE "${core.table}" SET data = $1 WHERE token = $2`, [tampered, sid])
+      expect(await sealed.get(sid)).toBeNull()
+      expect(await sealed.all()).toEqual({})
+      expect(reported).toHaveLength(2)
+      for (const error of reported) {
+        expect(error.message).toMatch(/could not be decrypted/)
+        expect(error.message).not.toContain(sid)
+        expect(error.message).not.toContain(MARKER)
+      }
+    })
+
+    it('a row moved under another id does not decrypt there', async () => {
+      const sealed = adapter({ secret: SECRET })
+      await sealed.set('victim', sessionOf({ user: 'ada' }))
+      const [data] = await rawData()
+      await core.commit('attacker', data, later(HOUR))
+      expect(await sealed.get('attacker')).toBeNull()
+      expect(reported.map((error) => error.name)).toEqual(['DecryptionError'])
+    })
+  })
+
+  describe('migrate', () => {
+    it('creates a missing table at the current version, and calls back', async () => {
+      const fresh = adapter({ table: uniqueTable('adapter_migrate') })
+      const created = new PostgresStore(sql, { table: fresh.store.table, cleanupInterval: 0 })
+      cores.push(created)
+      expect(await created.schemaVersion()).toBe(0)
+      const { calls } = await callbackCalls<void>((done) => fresh.migrate(done))
+      expect(calls).toEqual([[null, undefined]])
+      await fresh.migrate()
+      await fresh.set('sid', sessionOf({ user: 'ada' }))
+      expect(await fresh.get('sid')).toMatchObject({ user: 'ada' })
     })
   })
 
@@ -500,6 +773,8 @@ describe('PostgresSessionStore construction', () => {
   it('accepts { sql }, { store } and every documented option', async () => {
     const full = new PostgresSessionStore({
       sql, table: 'app.sessions', cleanupInterval: 0, ttl: 60, serializer: JSON, disableTouch: true, onError: () => {},
+      tombstones: false, absoluteTimeout: 60_000, hashTokens: true, secret: ['a secret of sixteen+', 'an older secret here'],
+      owner: (session) => (session as { user?: string }).user,
     })
     await full.close()
     await new PostgresSessionStore({ store: core, ttl: () => 5 }).close()
@@ -512,6 +787,19 @@ describe('PostgresSessionStore construction', () => {
     ['an unknown option', { sql, maxAge: 5 }, TypeError, /unknown option "maxAge"/],
     ['a store that is no PostgresStore', { store: {} }, TypeError, /store must be a PostgresStore/],
     ['table beside store', { store: core, table: 'x' }, TypeError, /table configures the PostgresStore/],
+    ['tombstones beside store', { store: core, tombstones: false }, TypeError, /tombstones configures the PostgresStore/],
+    ['absoluteTimeout beside store', { store: core, absoluteTimeout: 5 }, TypeError, /absoluteTimeout configures/],
+    ['hashTokens beside store', { store: core, hashTokens: true }, TypeError, /hashTokens configures/],
+    ['secret beside store', { store: core, secret: 'a secret of sixteen+' }, TypeError, /secret configures/],
+    ['a tombstones string', { sql, tombstones: 'yes' }, TypeError, /tombstones must be a boolean/],
+    ['an absoluteTimeout string', { sql, absoluteTimeout: '1h' }, TypeError, /absoluteTimeout must be a number/],
+    ['an absoluteTimeout of 0', { sql, absoluteTimeout: 0 }, RangeError, /absoluteTimeout must be a whole number/],
+    ['a fractional absoluteTimeout', { sql, absoluteTimeout: 1.5 }, RangeError, /absoluteTimeout/],
+    ['a hashTokens number', { sql, hashTokens: 1 }, TypeError, /hashTokens must be a boolean/],
+    ['a secret number', { sql, secret: 42 }, TypeError, /secret must be a string/],
+    ['an empty secret list', { sql, secret: [] }, TypeError, /secret must be a string or a non-empty array/],
+    ['a short secret', { sql, secret: 'short' }, TypeError, /secret must be a string of at least 16/],
+    ['an owner that is no function', { sql, owner: 'user' }, TypeError, /owner must be a function/],
     ['an empty connectionString', { connectionString: '' }, TypeError, /connectionString/],
     ['a ttl string', { sql, ttl: '1d' }, TypeError, /ttl must be a number/],
     ['a ttl of 0', { sql, ttl: 0 }, RangeError, /ttl must be a positive/],
