@@ -22,8 +22,8 @@ const MODES = {
     pgbench: { rounds: 1, seconds: 1 },
   },
   full: {
-    store: { rounds: 5, cellMs: 700 },
-    http: { rounds: 4, seconds: 3, sessionCount: PRELOADED_SESSIONS },
+    store: { rounds: 5, cellMs: 600 },
+    http: { rounds: 3, seconds: 3, sessionCount: PRELOADED_SESSIONS },
     pgbench: { rounds: 2, seconds: 3 },
   },
 }
@@ -107,6 +107,7 @@ async function describeMachine(mode: string) {
       redis: { version: /redis_version:(\S+)/.exec(redisInfo)?.[1], appendonly: appendonly.appendonly },
       packages: await packageVersions(['connect-pg-simple', 'pg', 'connect-redis', 'redis', 'express', 'express-session', 'postgres', 'autocannon']),
       commit: gitCommit(),
+      uncommitted: uncommittedLibraryFiles(),
     }
   } finally {
     await sql.end({ timeout: 5 })
@@ -121,6 +122,16 @@ async function packageVersions(names: string[]): Promise<Record<string, string>>
     versions[name] = json.version
   }
   return versions
+}
+
+/** Library files that differ from the commit: the run measured them as they were on disk. */
+function uncommittedLibraryFiles(): string[] {
+  try {
+    const status = execFileSync('git', ['status', '--porcelain', '--', 'lib', 'schema.sql'], { cwd: join(__dirname, '..'), encoding: 'utf8' })
+    return status.split('\n').filter(Boolean).map((line) => line.slice(3))
+  } catch {
+    return []
+  }
 }
 
 function gitCommit(): string {
