@@ -1,7 +1,7 @@
 // PostgresStore: scs's pgxstore on postgres.js. A token -> bytes store with
 // an expiry per token, compared with the database clock, and a background
 // sweep of expired rows. All of the library's SQL lives in this file.
-import type { Sql } from 'postgres'
+import type { Sql, TransactionSql } from 'postgres'
 import { CleanupTimer, reportSafely } from './cleanup.js'
 import { DecryptionError, Encryption } from './encryption.js'
 import { SCHEMA_VERSION, schemaFor, versionOf } from './schema.js'
@@ -214,16 +214,28 @@ export class PostgresStore {
   }
 
   /**
-   * Deletes expired rows in batches and resolves to how many went. This is
-   * what the cleanup timer runs; call it yourself from cron when timers are off.
+   * Deletes expired rows in batches and resolves to how many went; 0 when
+   * another store is sweeping this table right now. This is what the cleanup timer runs; call it yourself from cron when timers are off.
    */
   async deleteExpired(): Promise<number> {
     let total = 0
     for (;;) {
-      const result = await this.run(this.queries.deleteExpiredBatch, [CLEANUP_BATCH_SIZE])
-      total += result.count
-      if (result.count < CLEANUP_BATCH_SIZE) return total
+      const removed = await this.sql.begin((tx) => this.deleteExpiredBatch(tx))
+      if (removed === null) return total
+      total += removed
+      if (removed < CLEANUP_BATCH_SIZE) return total
     }
+  }
+
+  // One batch in its own short transaction, under a transaction-scoped
+  // advisory lock: stores sharing the table take turns instead of deleting the
+  // same rows at once, and a lock can never outlive its transaction (or leak
+  // to another client through a pooler, as session locks do behind PgBouncer).
+  private async deleteExpiredBatch(tx: TransactionSql): Promise<number | null> {
+    const [{ locked }] = await tx.unsafe<{ locked: boolean }[]>(this.queries.tryCleanupLock, [this.lockKey('cleanup')], { prepare: true })
+    if (!locked) return null
+    const result = await tx.unsafe(this.queries.deleteExpiredBatch, [CLEANUP_BATCH_SIZE], { prepare: true })
+    return result.count
   }
 
   /**
@@ -247,7 +259,7 @@ export class PostgresStore {
     await this.sql.begin(async (tx) => {
       // Two processes racing through CREATE TABLE IF NOT EXISTS can both miss the
       // table and one then fails on a catalog unique index: take turns instead.
-      await tx.unsafe('SELECT pg_advisory_xact_lock(hashtext($1))', [`express-session-postgres:${this.table}`])
+      await tx.unsafe('SELECT pg_advisory_xact_lock(hashtext($1))', [this.lockKey('migrate')])
       await tx.unsafe(schemaFor(this.tableName))
     })
   }
@@ -255,6 +267,10 @@ export class PostgresStore {
   /** Stops the cleanup timer. Calling it again does nothing. */
   stopCleanup(): void {
     this.cleanup.stop()
+  }
+
+  private lockKey(purpose: 'cleanup' | 'migrate'): string {
+    return `express-session-postgres:${purpose}:${this.table}`
   }
 
   /** The key a token is stored under, after checking it. */
@@ -329,7 +345,8 @@ function buildQueries(table: string, tombstones: boolean) {
     stats:
       `SELECT count(*) FILTER (WHERE ${active}) AS active, ` +
       `count(*) FILTER (WHERE expiry <= now()) AS expired FROM ${table}`,
-    // SKIP LOCKED: two stores sweeping at once split the work instead of queueing.
+    tryCleanupLock: 'SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked',
+    // SKIP LOCKED: rows a request is updating right now wait for the next sweep.
     deleteExpiredBatch:
       `DELETE FROM ${table} WHERE token IN ` +
       `(SELECT token FROM ${table} WHERE expiry <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`,

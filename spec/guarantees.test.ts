@@ -327,3 +327,37 @@ describeEachBackend('a destroyed session is never resurrected', (backend) => {
     expect(await store.count()).toBe(0)
   })
 }, realBackends.filter((backend) => backend.name !== 'PGlite'))
+
+// Advisory locks need separate backends: PGlite runs every connection in one,
+// and pg-mem has none (its stub always grants the lock).
+describeEachBackend('stores sharing a table sweep one at a time', (backend) => {
+  let sql: Sql
+  beforeAll(() => {
+    sql = backend.connect()
+  })
+  afterAll(async () => {
+    await sql.end({ timeout: 5 })
+  })
+
+  it('a sweep that finds another store sweeping deletes nothing and resolves 0', async () => {
+    const store = new PostgresStore(sql, { table: uniqueTable('sweep'), cleanupInterval: 0 })
+    await store.migrate()
+    for (let i = 0; i < 3; i++) await store.commit(`old-${i}`, Buffer.from('x'), new Date(Date.now() - 1000))
+
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    let locked!: () => void
+    const isLocked = new Promise<void>((resolve) => (locked = resolve))
+    // Another store's sweep, holding the table's cleanup lock in its transaction.
+    const otherSweep = sql.begin(async (tx) => {
+      await tx.unsafe('SELECT pg_advisory_xact_lock(hashtext($1))', [`express-session-postgres:cleanup:${store.table}`])
+      locked()
+      await held
+    })
+    await isLocked
+    expect(await store.deleteExpired()).toBe(0)
+    release()
+    await otherSweep
+    expect(await store.deleteExpired()).toBe(3)
+  })
+}, realBackends.filter((backend) => backend.name !== 'PGlite'))
