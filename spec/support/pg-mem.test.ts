@@ -195,7 +195,8 @@ describe('the wire protocol', () => {
     expect(await sql`SELECT 1 AS ok`).toEqual([{ ok: 1 }])
   })
 
-  test("other connections wait for a transaction and never see its uncommitted rows", async () => {
+  // Harness behaviour (deviation 4): PostgreSQL would let the reader see 0 rows at once.
+  test('other connections wait for an open transaction and never see its uncommitted rows', async () => {
     const seen: string[] = []
     let inside!: () => void
     const entered = new Promise<void>((resolve) => (inside = resolve))
@@ -210,6 +211,24 @@ describe('the wire protocol', () => {
     seen.push(`read ${rows.length}`)
     await transaction
     expect(seen).toEqual(['commit', 'read 1'])
+  })
+
+  // Harness behaviour (deviation 4): PostgreSQL would undo both statements.
+  test('a rolled-back transaction that changed the schema keeps its changes, with a warning', async () => {
+    const notices: string[] = []
+    const db = connectPgMem({ onnotice: (notice) => notices.push(notice.message) })
+    try {
+      const failure = db.begin(async (tx) => {
+        await tx`CREATE TABLE created_in_tx (n int)`
+        await tx`INSERT INTO created_in_tx VALUES (1)`
+        throw new Error('abort')
+      })
+      await expect(failure).rejects.toThrow('abort')
+      expect(notices).toEqual([expect.stringMatching(/cannot undo a transaction that changed the schema/)])
+      expect(await db`SELECT n FROM created_in_tx`).toEqual([{ n: 1 }])
+    } finally {
+      await db.end()
+    }
   })
 
   test('sql.end() resolves promptly', async () => {

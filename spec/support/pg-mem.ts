@@ -2,9 +2,9 @@
 // PostgreSQL wire protocol over an in-memory socket to one fresh pg-mem
 // database. pg-mem runs the SQL; this file is only the glue. pg-mem's own
 // postgres.js tag and socket adapter do not work with postgres.js 3.4.9
-// (docs/stack-findings: no ReadyForQuery after errors, named statements lost,
-// BYTEA and non-ASCII text corrupted), so frontend messages are parsed with
-// pg-server and answered here.
+// (shared/notes/stack-findings.md: no ReadyForQuery after errors, named
+// statements lost, BYTEA and non-ASCII text corrupted), so frontend messages
+// are parsed with pg-server and answered here.
 //
 // How pg-mem 3.0.14 differs from PostgreSQL, and what this harness does about it
 // (the one list; tests that need real behaviour run on PGlite or a server):
@@ -31,13 +31,19 @@
 //     transaction changed the schema (CREATE/ALTER/DROP), pg-mem cannot restore
 //     it and everything the transaction did is kept, with a WARNING notice.
 //     After an error the transaction is aborted (25P02) as in PostgreSQL.
-//     SAVEPOINT is not parsed by pg-mem (sql.savepoint fails with 42601).
 //  5. Row locks: FOR UPDATE [SKIP LOCKED] is accepted and ignored. Statements
 //     run one at a time, so no two ever contend for a row.
 //  6. Missing functions, registered as stubs: `pg_advisory_xact_lock(bigint)`
 //     does nothing (a transaction already holds the database-wide lock of 4),
 //     `pg_try_advisory_xact_lock(bigint)` returns true, `hashtext(text)` returns
-//     a 32-bit hash that differs from PostgreSQL's values.
+//     a 32-bit hash that differs from PostgreSQL's values, `to_regclass(text)`
+//     returns its argument when that table exists (else NULL), and
+//     `least`/`greatest` exist for two timestamptz only (NULLs ignored, as in
+//     PostgreSQL). The type name `float8` is registered as pg-mem's float, and
+//     `float * interval` multiplies each unit of the interval (milliseconds
+//     are pg-mem's finest unit). pg-mem discards COMMENT ON TABLE and its
+//     obj_description() returns NULL: the harness keeps table comments and
+//     obj_description(regclass, 'pg_class') returns them.
 //  7. SQLSTATE: pg-mem sets codes for constraint violations (23505, 23502...)
 //     but not for most other errors; the harness maps its error classes:
 //     syntax 42601, undefined column 42703, undefined table 42P01, undefined
@@ -51,15 +57,26 @@
 //     aggregated). The harness rewrites it to `agg(CASE WHEN c THEN x END)` for
 //     count, sum, avg, min and max of one argument (the same result) and
 //     rejects other FILTER uses with 0A000.
-// 10. Not supported: window functions (pg-mem raises 0A000), cursors (Execute's row limit is ignored), COPY, LISTEN,
-//     query cancellation (the cancel request is dropped), SSL. The CommandComplete of DDL
-//     is PostgreSQL's (`CREATE TABLE`); CREATE ... IF NOT EXISTS on an existing
-//     table with constraints needs `noAstCoverageCheck`, which is set.
+// 10. CREATE TABLE IF NOT EXISTS on an existing table with constraints fails
+//     unless pg-mem's AST coverage check is off (`noAstCoverageCheck`, set
+//     here). With it off, pg-mem may silently ignore clauses it does not
+//     implement, as it does FILTER (9): a result that differs from PostgreSQL's
+//     is a pg-mem gap until the same test passes on PGlite or the server.
+// 11. now() is the time of each call (even per row), not of the transaction's
+//     start; timestamps have millisecond, not microsecond, precision.
+// 12. In ON CONFLICT DO UPDATE, pg-mem calls an unqualified column ambiguous
+//     (with EXCLUDED's); PostgreSQL reads it as the target row's. The harness
+//     qualifies such columns with the target table or its alias.
+// 13. Not supported: SAVEPOINT (pg-mem's parser rejects it: sql.savepoint
+//     fails with 42601), window functions (0A000), cursors (Execute's row
+//     limit is ignored), COPY, LISTEN/NOTIFY, query cancellation (the cancel
+//     request is dropped), SSL. DDL's CommandComplete (`CREATE TABLE`) is
+//     built here from the statement, as pg-mem only says `CREATE`.
 import { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
 import { DataType, newDb, type IBackup, type IMemoryDb, type QueryResult } from 'pg-mem'
 import { bindSocket, CommandCode, type DbCommand, type IResponseWriter } from 'pg-server'
-import { astMapper, parse, type Expr, type Statement } from 'pgsql-ast-parser'
+import { astMapper, parse, type Expr, type QName, type Statement } from 'pgsql-ast-parser'
 import postgres, { type Options, type Sql } from 'postgres'
 
 /** A postgres.js instance on a fresh, empty in-memory database. The caller ends it. */
@@ -76,9 +93,11 @@ class SharedDatabase {
   private owner: Session | null = null
   private snapshot: IBackup | null = null
   private waiters: Array<() => void> = []
+  /** COMMENT ON TABLE, which pg-mem discards, by pg-mem table. */
+  readonly comments = new WeakMap<object, string>()
 
   constructor() {
-    registerMissingFunctions(this.mem)
+    registerMissingFunctions(this.mem, this.comments)
   }
 
   /** Resolves when session may run a statement: no other session is inside a transaction. */
@@ -113,21 +132,17 @@ class SharedDatabase {
   }
 }
 
-function registerMissingFunctions(mem: IMemoryDb): void {
-  mem.public.registerFunction({
-    name: 'pg_advisory_xact_lock',
-    args: [DataType.bigint],
-    impure: true,
-    implementation: () => null,
-  })
-  mem.public.registerFunction({
+function registerMissingFunctions(mem: IMemoryDb, comments: WeakMap<object, string>): void {
+  const schema = mem.public
+  schema.registerFunction({ name: 'pg_advisory_xact_lock', args: [DataType.bigint], impure: true, implementation: () => null })
+  schema.registerFunction({
     name: 'pg_try_advisory_xact_lock',
     args: [DataType.bigint],
     returns: DataType.bool,
     impure: true,
     implementation: () => true,
   })
-  mem.public.registerFunction({
+  schema.registerFunction({
     name: 'hashtext',
     args: [DataType.text],
     returns: DataType.integer,
@@ -137,6 +152,55 @@ function registerMissingFunctions(mem: IMemoryDb): void {
       return hash
     },
   })
+  schema.registerFunction({
+    name: 'to_regclass',
+    args: [DataType.text],
+    returns: DataType.regclass,
+    impure: true,
+    implementation: (name: string) => (findTable(mem, name) ? name : null),
+  })
+  schema.registerFunction(
+    {
+      name: 'obj_description',
+      args: [DataType.regclass, DataType.text],
+      returns: DataType.text,
+      impure: true,
+      implementation: (name: string, catalog: string) => {
+        const table = catalog === 'pg_class' ? findTable(mem, name) : null
+        return (table && comments.get(table)) ?? null
+      },
+    },
+    true,
+  )
+  for (const name of ['least', 'greatest']) {
+    const pick = name === 'least' ? Math.min : Math.max
+    schema.registerFunction({
+      name,
+      args: [DataType.timestamptz, DataType.timestamptz],
+      returns: DataType.timestamptz,
+      allowNullArguments: true,
+      implementation: (a: Date | null, b: Date | null) => (a && b ? new Date(pick(a.getTime(), b.getTime())) : a ?? b),
+    })
+  }
+  schema.registerEquivalentType({ name: 'float8', equivalentTo: DataType.float, isValid: () => true })
+  schema.registerOperator({
+    operator: '*',
+    left: DataType.float,
+    right: DataType.interval,
+    returns: DataType.interval,
+    implementation: (factor: number, interval: Record<string, number>) =>
+      Object.fromEntries(Object.entries(interval).map(([unit, amount]) => [unit, amount * factor])),
+  })
+}
+
+/** The pg-mem table a (possibly quoted and schema-qualified) name denotes, or null. */
+function findTable(mem: IMemoryDb, name: string | QName): object | null {
+  try {
+    const qname = typeof name === 'string' ? parse(name, 'qualified_name') : name
+    return mem.getSchema(qname.schema ?? null).getTable(qname.name, true)
+  } catch {
+    return null
+  }
 }
 
 // One end of an in-memory socket pair: what postgres.js needs of a net.Socket.
@@ -290,7 +354,7 @@ class Session {
       if (statements.length === 0) this.writer.emptyQuery()
       for (const statement of statements) {
         await this.database.turn(this)
-        this.sendResult(this.run(statement), false)
+        this.sendResult(this.run(structuredClone(statement)), false)
       }
     } catch (error) {
       this.sendError(error)
@@ -337,6 +401,8 @@ class Session {
 
   // Runs one statement, with BEGIN/COMMIT/ROLLBACK handled here (4 above).
   private run(statement: Statement): Result {
+    // A message queued before the client went away must not open a transaction nobody ends.
+    if (this.serverSocket.readyState === 'closed') throw new PgError('08006', 'the connection is closed')
     switch (statement.type) {
       case 'begin':
       case 'start transaction':
@@ -359,6 +425,10 @@ class Session {
     }
     if (this.status === 'E') {
       throw new PgError('25P02', 'current transaction is aborted, commands ignored until end of transaction block')
+    }
+    if (statement.type === 'comment' && statement.on.type === 'table') {
+      const table = findTable(this.database.mem, statement.on.name)
+      if (table) this.database.comments.set(table, statement.comment)
     }
     try {
       const result = this.database.mem.public.query(statement)
@@ -445,15 +515,45 @@ const DECLARED_TYPE_NAMES: Record<number, string> = {
   3802: 'jsonb',
 }
 
+// Parsing is the slowest step (tens of ms for an upsert), and every connection
+// parses the same few statements: keep the results, which nothing mutates.
+const parsedStatements = new Map<string, Statement[]>()
+const PARSE_CACHE_SIZE = 1000
+
 function parseSql(text: string): Statement[] {
-  let statements: Statement[]
+  let statements = parsedStatements.get(text)
+  if (statements) return statements
   try {
-    statements = parse(text)
+    statements = parse(text).map((statement) => qualifyConflictUpdate(rewriteAggregateFilters(statement)))
   } catch (error) {
+    if (error instanceof PgError) throw error
     const message = error instanceof Error ? error.message.split('\n').find((line) => line.trim() !== '') : undefined
     throw new PgError('42601', `syntax error (pg-mem): ${message ?? 'unparsable statement'}`)
   }
-  return statements.map(rewriteAggregateFilters)
+  if (parsedStatements.size >= PARSE_CACHE_SIZE) parsedStatements.clear()
+  parsedStatements.set(text, statements)
+  return statements
+}
+
+// In ON CONFLICT DO UPDATE, PostgreSQL reads an unqualified column as the
+// target row's; pg-mem calls it ambiguous with EXCLUDED's. Qualify it (12 above).
+function qualifyConflictUpdate(statement: Statement): Statement {
+  const conflict = statement.type === 'insert' ? statement.onConflict : null
+  if (statement.type !== 'insert' || !conflict || conflict.do === 'do nothing') return statement
+  const { into } = statement
+  const target: QName = into.alias ? { name: into.alias } : { name: into.name, schema: into.schema }
+  const qualify = astMapper(() => ({
+    ref: (ref) => (ref.table || ref.name === '*' ? ref : { ...ref, table: target }),
+    select: (select) => select, // a subquery keeps its own scope
+  }))
+  return {
+    ...statement,
+    onConflict: {
+      ...conflict,
+      do: { sets: conflict.do.sets.map((set) => ({ ...set, value: qualify.expr(set.value) ?? set.value })) },
+      where: conflict.where && (qualify.expr(conflict.where) ?? conflict.where),
+    },
+  }
 }
 
 // pg-mem ignores `agg(x) FILTER (WHERE c)` and aggregates every row (9 above).
@@ -524,6 +624,7 @@ function decodeBytea(text: string): Buffer {
 // as NULL (describing with parameters trips 1 above). Empty when pg-mem cannot
 // tell before running it: then Execute sends the RowDescription.
 function describeColumns(mem: IMemoryDb, ast: Statement): Array<{ name: string; type: string; typeId: number }> {
+  if (!ROW_RETURNING.has(ast.type)) return [] // INSERT ... RETURNING too: pg-mem describes no columns for it
   try {
     const withNulls = astMapper(() => ({ parameter: () => ({ type: 'null' }) })).statement(structuredClone(ast))
     return withNulls ? mem.public.prepare(withNulls).describe().result : []
@@ -531,6 +632,8 @@ function describeColumns(mem: IMemoryDb, ast: Statement): Array<{ name: string; 
     return []
   }
 }
+
+const ROW_RETURNING = new Set(['select', 'union', 'union all', 'values', 'with', 'with recursive'])
 
 function toFieldDescription(field: { name: string; type: string; typeId: number }) {
   return {
