@@ -38,7 +38,9 @@ export class Coalescer<Input, Output> {
     if (typeof runBatch !== 'function') throw new TypeError('Coalescer needs a function that runs one batch')
     const { maxInFlight = 1 } = options
     if (typeof maxInFlight !== 'number') throw new TypeError(`maxInFlight must be a number, got ${typeOf(maxInFlight)}`)
-    if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new RangeError('maxInFlight must be a whole number from 1')
+    if (!(Number.isInteger(maxInFlight) || maxInFlight === Infinity) || maxInFlight < 1) {
+      throw new RangeError('maxInFlight must be a whole number from 1, or Infinity (no batching)')
+    }
     this.maxInFlight = maxInFlight
   }
 
@@ -75,12 +77,11 @@ export class Coalescer<Input, Output> {
   }
 }
 
-// --- What the core batches, and its SQL -----------------------------------
+// --- What the core batches ---------------------------------------------------
 // Each coalescer takes the parameters of one of the core's single-row
 // statements, exactly as the core passes them to `run`, and resolves to what
-// the core reads back from `run` for that statement. So wiring one in is a
-// one-line change where the core runs the statement; keys, sealing and
-// validation stay where they are.
+// the core reads back from `run` for that statement. The SQL, single and
+// batched (`findMany`...), lives with the rest in the core's buildQueries.
 
 /** Runs one prepared statement and resolves to its rows and row count: the core's `run`. */
 export type RunQuery = <Row extends object>(query: string, params: unknown[]) => Promise<Row[] & { count: number }>
@@ -98,41 +99,6 @@ export type CommitParams = [key: string, data: Buffer, expiry: Date, owner: stri
 export type TouchParams = [expiry: Date, key: string, absoluteTimeout: number | null]
 /** The core's `delete` parameters. */
 export type DeleteParams = [key: string]
-
-/**
- * The batched form of the core's find, commit, touch and delete, for a table
- * name already quoted: the same rules (active rows, tombstones, absoluteTimeout
- * caps) over many rows. Arrays travel as PostgreSQL array literals (see
- * textArray), so they work whatever the postgres.js type settings.
- */
-export function batchedQueries(table: string, tombstones = true) {
-  const active = 'expiry > now() AND NOT destroyed'
-  const absoluteLimit = (created: string, param: string) => `${created} + ${param}::float8 * interval '1 millisecond'`
-  const created = 'CASE WHEN s.expiry > now() THEN s.created ELSE now() END'
-  return {
-    find: `SELECT token, data, expiry FROM ${table} WHERE token = ANY($1::text[]) AND ${active}`,
-    // One statement cannot change the same row twice: the coalescers dedupe first.
-    commit:
-      `INSERT INTO ${table} AS s (token, data, expiry, owner) ` +
-      `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$5')}), v.owner ` +
-      'FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[]) AS v(token, data, expiry, owner) ' +
-      'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, owner = EXCLUDED.owner, ' +
-      `created = ${created}, expiry = least(EXCLUDED.expiry, ${absoluteLimit(created, '$5')}) ` +
-      'WHERE NOT s.destroyed',
-    touch:
-      `UPDATE ${table} AS s SET expiry = least(v.expiry, ${absoluteLimit('s.created', '$3')}) ` +
-      'FROM unnest($1::text[], $2::timestamptz[]) AS v(token, expiry) ' +
-      'WHERE s.token = v.token AND s.expiry > now() AND NOT s.destroyed RETURNING s.token',
-    delete: tombstones
-      ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) ` +
-        "SELECT v.token, '', now(), true FROM unnest($1::text[]) AS v(token) " +
-        "ON CONFLICT (token) DO UPDATE SET data = '', owner = NULL, destroyed = true, " +
-        "expiry = greatest(s.expiry, now() + interval '1 hour')"
-      : `DELETE FROM ${table} WHERE token = ANY($1::text[])`,
-  }
-}
-
-export type BatchedQueries = ReturnType<typeof batchedQueries>
 
 /** Finds: each caller gets the rows its single find would give (its row, or none). */
 export function findCoalescer(run: RunQuery, single: string, many: string, options: CoalescerOptions = {}) {

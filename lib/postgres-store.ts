@@ -3,7 +3,9 @@
 // sweep of expired rows. All of the library's SQL lives in this file.
 import type { Sql, TransactionSql } from 'postgres'
 import { CleanupTimer, reportSafely } from './cleanup.js'
+import { commitCoalescer, deleteCoalescer, findCoalescer, touchCoalescer, type RunQuery } from './coalescer.js'
 import { DecryptionError, Encryption } from './encryption.js'
+import { withTimeout } from './query-timeout.js'
 import { SCHEMA_VERSION, schemaFor, versionOf } from './schema.js'
 import { parseTableName, type TableName } from './table.js'
 import { hashToken } from './tokens.js'
@@ -24,6 +26,10 @@ export interface PostgresStoreOptions {
   hashTokens?: boolean
   /** Encrypt data with AES-256-GCM: a secret, or a list whose first entry encrypts. Default none. */
   secret?: string | readonly string[]
+  /** Milliseconds a call waits for the database before it fails with a QueryTimeoutError; 0 waits forever. Default 10 s. */
+  queryTimeout?: number
+  /** Send concurrent finds, commits, touches and deletes as one statement per kind while one is in flight. Default true. */
+  coalesce?: boolean
 }
 
 /** A row as find and listByOwner see it. */
@@ -47,6 +53,7 @@ export interface SessionStats {
 }
 
 export const DEFAULT_CLEANUP_INTERVAL = 5 * 60 * 1000
+export const DEFAULT_QUERY_TIMEOUT = 10_000
 
 // Rows removed per DELETE statement during a sweep: small enough that no
 // statement holds locks for long, large enough that a backlog drains quickly.
@@ -68,6 +75,13 @@ export class PostgresStore {
   private readonly absoluteTimeout: number | null
   private readonly hashTokens: boolean
   private readonly encryption: Encryption | null
+  private readonly queryTimeout: number
+  // While a statement of a kind is in flight, further calls of that kind wait
+  // and then go out together as one statement (lib/coalescer.ts).
+  private readonly finds
+  private readonly commits
+  private readonly touches
+  private readonly deletes
 
   constructor(sql: Sql<any>, options: PostgresStoreOptions = {}) {
     if (typeof sql !== 'function' || typeof (sql as Partial<Sql>).unsafe !== 'function') {
@@ -79,12 +93,15 @@ export class PostgresStore {
     const {
       table = 'sessions', cleanupInterval = DEFAULT_CLEANUP_INTERVAL, onError = logError,
       tombstones = true, absoluteTimeout, hashTokens = false, secret,
+      queryTimeout = DEFAULT_QUERY_TIMEOUT, coalesce = true,
     } = options
     checkMilliseconds('cleanupInterval', cleanupInterval, 0, MAX_TIMER_DELAY)
+    checkMilliseconds('queryTimeout', queryTimeout, 0, MAX_TIMER_DELAY)
     if (absoluteTimeout !== undefined) checkMilliseconds('absoluteTimeout', absoluteTimeout, 1, Number.MAX_SAFE_INTEGER)
     if (typeof onError !== 'function') throw new TypeError(`onError must be a function, got ${typeOf(onError)}`)
     checkBoolean('tombstones', tombstones)
     checkBoolean('hashTokens', hashTokens)
+    checkBoolean('coalesce', coalesce)
 
     this.sql = sql
     this.tableName = parseTableName(table)
@@ -94,6 +111,13 @@ export class PostgresStore {
     this.absoluteTimeout = absoluteTimeout ?? null
     this.hashTokens = hashTokens
     this.encryption = secret === undefined ? null : new Encryption(secret)
+    this.queryTimeout = queryTimeout
+    const run: RunQuery = (query, params) => this.run(query, params)
+    const batching = { maxInFlight: coalesce ? 1 : Infinity }
+    this.finds = findCoalescer(run, this.queries.find, this.queries.findMany, batching)
+    this.commits = commitCoalescer(run, this.queries.commit, this.queries.commitMany, batching)
+    this.touches = touchCoalescer(run, this.queries.touch, this.queries.touchMany, batching)
+    this.deletes = deleteCoalescer(run, this.queries.delete, this.queries.deleteMany, batching)
     this.cleanup = new CleanupTimer(cleanupInterval, () => this.deleteExpired(), this.onError)
   }
 
@@ -111,7 +135,7 @@ export class PostgresStore {
    */
   async findEntry(token: string): Promise<Entry | null> {
     const key = this.keyOf(token)
-    const [row] = await this.run<Entry>(this.queries.find, [key])
+    const [row] = await this.finds.run([key])
     if (row === undefined) return null
     const data = this.open(row.data, key)
     return data === null ? null : { data, expiry: row.expiry }
@@ -126,7 +150,7 @@ export class PostgresStore {
     assertData(data)
     assertExpiry(expiry)
     if (owner != null) assertToken(owner, 'owner')
-    await this.run(this.queries.commit, [key, this.seal(data, key), expiry, owner ?? null, this.absoluteTimeout])
+    await this.commits.run([key, this.seal(data, key), expiry, owner ?? null, this.absoluteTimeout])
   }
 
   /**
@@ -136,8 +160,8 @@ export class PostgresStore {
   async touch(token: string, expiry: Date): Promise<boolean> {
     const key = this.keyOf(token)
     assertExpiry(expiry)
-    const result = await this.run(this.queries.touch, [expiry, key, this.absoluteTimeout])
-    return result.count > 0
+    const { count } = await this.touches.run([expiry, key, this.absoluteTimeout])
+    return count > 0
   }
 
   /**
@@ -146,7 +170,7 @@ export class PostgresStore {
    */
   async delete(token: string): Promise<void> {
     const key = this.keyOf(token)
-    await this.run(this.queries.delete, [key])
+    await this.deletes.run([key])
   }
 
   /**
@@ -220,7 +244,7 @@ export class PostgresStore {
   async deleteExpired(): Promise<number> {
     let total = 0
     for (;;) {
-      const removed = await this.sql.begin((tx) => this.deleteExpiredBatch(tx))
+      const removed = await withTimeout(this.sql.begin((tx) => this.deleteExpiredBatch(tx)), this.queryTimeout)
       if (removed === null) return total
       total += removed
       if (removed < CLEANUP_BATCH_SIZE) return total
@@ -300,40 +324,57 @@ export class PostgresStore {
   // Prepared once per connection by postgres.js (unless the instance was created
   // with prepare: false, as behind PgBouncer), then one round trip per call.
   private run<T extends object = Record<string, unknown>>(query: string, params: unknown[]) {
-    return this.sql.unsafe<T[]>(query, params as any[], { prepare: true })
+    return withTimeout(this.sql.unsafe<T[]>(query, params as any[], { prepare: true }), this.queryTimeout)
   }
 }
 
 // Every statement of the library. `$n * interval '1 millisecond'` is NULL when
 // no absoluteTimeout is set, and least() ignores NULLs: one statement serves both.
-function buildQueries(table: string, tombstones: boolean) {
+// find, commit, touch and delete each come twice: for one row, and for a batch
+// of rows (`...Many`, arrays in, for the coalescers), with the same rules.
+export function buildQueries(table: string, tombstones: boolean) {
   const active = 'expiry > now() AND NOT destroyed'
   const absoluteLimit = (created: string, param: string) => `${created} + ${param}::float8 * interval '1 millisecond'`
   // An expired row committed again starts a new life, with a new creation time.
   const created = 'CASE WHEN s.expiry > now() THEN s.created ELSE now() END'
+  const upsert =
+    'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, owner = EXCLUDED.owner, ' +
+    `created = ${created}, expiry = least(EXCLUDED.expiry, ${absoluteLimit(created, '$5')}) ` +
+    // The conditional upsert: a tombstone is never overwritten.
+    'WHERE NOT s.destroyed'
   // What a destroyed row becomes: no data, no owner, kept for as long as the
   // session would have lived and at least an hour (longer than any request
   // that read it before it was destroyed).
   const tombstoneExpiry = "now() + interval '1 hour'"
   const tombstone = (expiry: string) =>
     `data = '', owner = NULL, destroyed = true, expiry = greatest(${expiry}, ${tombstoneExpiry})`
+  const tombstoneUpsert = `ON CONFLICT (token) DO UPDATE SET ${tombstone('s.expiry')}`
   return {
     find: `SELECT data, expiry FROM ${table} WHERE token = $1 AND ${active}`,
+    findMany: `SELECT token, data, expiry FROM ${table} WHERE token = ANY($1::text[]) AND ${active}`,
     commit:
       `INSERT INTO ${table} AS s (token, data, expiry, owner) ` +
-      `VALUES ($1, $2, least($3::timestamptz, ${absoluteLimit('now()', '$5')}), $4) ` +
-      'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, owner = EXCLUDED.owner, ' +
-      `created = ${created}, expiry = least(EXCLUDED.expiry, ${absoluteLimit(created, '$5')}) ` +
-      // The conditional upsert: a tombstone is never overwritten.
-      'WHERE NOT s.destroyed',
+      `VALUES ($1, $2, least($3::timestamptz, ${absoluteLimit('now()', '$5')}), $4) ${upsert}`,
+    // One statement cannot change the same row twice: the coalescers dedupe first.
+    commitMany:
+      `INSERT INTO ${table} AS s (token, data, expiry, owner) ` +
+      `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$5')}), v.owner ` +
+      `FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[]) AS v(token, data, expiry, owner) ${upsert}`,
     // Only the expiry: a touch must not rewrite (and so cannot clobber) the data.
     touch:
       `UPDATE ${table} SET expiry = least($1::timestamptz, ${absoluteLimit('created', '$3')}) ` +
       `WHERE token = $2 AND ${active}`,
+    touchMany:
+      `UPDATE ${table} AS s SET expiry = least(v.expiry, ${absoluteLimit('s.created', '$3')}) ` +
+      'FROM unnest($1::text[], $2::timestamptz[]) AS v(token, expiry) ' +
+      'WHERE s.token = v.token AND s.expiry > now() AND NOT s.destroyed RETURNING s.token',
     delete: tombstones
-      ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) VALUES ($1, '', ${tombstoneExpiry}, true) ` +
-        `ON CONFLICT (token) DO UPDATE SET ${tombstone('s.expiry')}`
+      ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) VALUES ($1, '', ${tombstoneExpiry}, true) ${tombstoneUpsert}`
       : `DELETE FROM ${table} WHERE token = $1`,
+    deleteMany: tombstones
+      ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) ` +
+        `SELECT v.token, '', ${tombstoneExpiry}, true FROM unnest($1::text[]) AS v(token) ${tombstoneUpsert}`
+      : `DELETE FROM ${table} WHERE token = ANY($1::text[])`,
     destroyByOwner: tombstones
       ? `UPDATE ${table} SET ${tombstone('expiry')} WHERE owner = $1 AND ${active}`
       : `DELETE FROM ${table} WHERE owner = $1 AND ${active}`,

@@ -1,6 +1,5 @@
 import type { Sql } from 'postgres'
 import {
-  batchedQueries,
   Coalescer,
   commitCoalescer,
   deleteCoalescer,
@@ -9,7 +8,7 @@ import {
   touchCoalescer,
   type RunQuery,
 } from '../lib/coalescer'
-import { PostgresStore, type PostgresStoreOptions } from '../lib/postgres-store'
+import { buildQueries, PostgresStore, type PostgresStoreOptions } from '../lib/postgres-store'
 import { quoteIdentifier } from '../lib/table'
 import { describeEachBackend, realBackends, uniqueTable } from './support/backends'
 
@@ -113,25 +112,21 @@ describe('textArray', () => {
   })
 })
 
-// A core whose find, commit, touch and delete go through the coalescers, as
-// the lead wires them: the core's own statements for a lone call, the batched
-// ones otherwise. `statements` records what reached the database.
+// The core, whose find, commit, touch and delete go through the coalescers:
+// its own statements for a lone call, the batched ones otherwise.
+// `statements` records what reached the database.
 function coalescedStore(sql: Sql, options: PostgresStoreOptions & { table: string }) {
-  const store = new PostgresStore(sql, { cleanupInterval: 0, ...options })
   const statements: string[] = []
-  const exec: RunQuery = (query, params) => {
-    statements.push(query)
-    return sql.unsafe(query, params as any[], { prepare: true }) as any
-  }
-  const single = (store as any).queries
-  const many = batchedQueries(quoteIdentifier(options.table), options.tombstones ?? true)
-  const coalescers = new Map<string, Coalescer<any, any>>([
-    [single.find, findCoalescer(exec, single.find, many.find)],
-    [single.commit, commitCoalescer(exec, single.commit, many.commit)],
-    [single.touch, touchCoalescer(exec, single.touch, many.touch)],
-    [single.delete, deleteCoalescer(exec, single.delete, many.delete)],
-  ])
-  ;(store as any).run = (query: string, params: unknown[]) => coalescers.get(query)?.run(params) ?? exec(query, params)
+  const recording = new Proxy(sql, {
+    get(target, property, receiver) {
+      if (property !== 'unsafe') return Reflect.get(target, property, receiver)
+      return (query: string, ...rest: unknown[]) => (statements.push(query), (target.unsafe as any)(query, ...rest))
+    },
+  })
+  const store = new PostgresStore(recording, { cleanupInterval: 0, ...options })
+  const queries = buildQueries(quoteIdentifier(options.table), options.tombstones ?? true)
+  const single = { find: queries.find, commit: queries.commit, touch: queries.touch, delete: queries.delete }
+  const many = { find: queries.findMany, commit: queries.commitMany, touch: queries.touchMany, delete: queries.deleteMany }
   return { store, statements, single, many }
 }
 
@@ -263,7 +258,7 @@ describeEachBackend(
       await plain.commit('a', Buffer.from('a'), inAnHour())
       const single = (plain as any).queries.find
       const exec: RunQuery = (query, params) => sql.unsafe(query, params as any[], { prepare: true }) as any
-      const broken = batchedQueries(quoteIdentifier(uniqueTable('missing'))).find
+      const broken = buildQueries(quoteIdentifier(uniqueTable('missing')), true).findMany
       const finds = findCoalescer(exec, single, broken)
       const lone = finds.run(['a'])
       const batched = [finds.run(['a']), finds.run(['b'])]
