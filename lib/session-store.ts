@@ -277,13 +277,7 @@ export class PostgresSessionStore extends Store {
   /** owner(session), checked: a string, or undefined for a session nobody owns. */
   private ownerOf(session: SessionData): string | undefined {
     if (this.owner === undefined) return undefined
-    let owner: unknown
-    try {
-      owner = this.owner(session)
-    } catch (error) {
-      // Its message may quote the session: name the error only.
-      throw new TypeError(`owner() threw ${errorName(error)}, so the session was not stored`)
-    }
+    const owner = callOnSession('owner', this.owner, session)
     if (owner === undefined) return undefined
     if (typeof owner !== 'string') throw new TypeError(`owner() must return a string or undefined, got ${typeOf(owner)}`)
     assertToken(owner, 'owner()')
@@ -298,7 +292,7 @@ export class PostgresSessionStore extends Store {
 
   private ttlSeconds(session: SessionData): number {
     if (typeof this.ttl === 'number') return this.ttl
-    const seconds = this.ttl(session)
+    const seconds = callOnSession('ttl', this.ttl, session)
     if (!isPositiveSeconds(seconds)) throw new RangeError('ttl() must return a positive, finite number of seconds')
     return seconds
   }
@@ -379,6 +373,15 @@ function settle<T>(work: () => Promise<T>, callback?: Callback<T>): Promise<T> |
 function withStoredExpiry(session: SessionData, expiry: Date): SessionData {
   if (session.cookie.expires != null) session.cookie.expires = expiry
   return session
+}
+
+/** Calls a function of the caller's on a session, naming only the error it throws: its message may quote the session. */
+function callOnSession(name: string, fn: (session: SessionData) => unknown, session: SessionData): unknown {
+  try {
+    return fn(session)
+  } catch (error) {
+    throw new TypeError(`${name}() threw ${errorName(error)}, so nothing was written`)
+  }
 }
 
 function coreOptionsOf(options: PostgresSessionStoreOptions): PostgresStoreOptions {

@@ -221,6 +221,14 @@ describeEachBackend('PostgresSessionStore', (backend) => {
       expect(await rows()).toHaveLength(0)
     })
 
+    it('a ttl function that throws: a TypeError naming ttl() but not its message, nothing written', async () => {
+      const broken = adapter({ ttl: () => { throw new Error('hunter2') } })
+      const error = await broken.set('sid', sessionOf({}, null)).catch((caught: Error) => caught)
+      expect(error).toBeInstanceOf(TypeError)
+      expect((error as Error).message).toBe('ttl() threw Error, so nothing was written')
+      expect(await rows()).toHaveLength(0)
+    })
+
     it('removes the session when set is given an expiry already past', async () => {
       await store.set('sid', sessionOf({ user: 'ada' }))
       await store.set('sid', sessionOf({ user: 'ada' }, new Date(Date.now() - 1)))
