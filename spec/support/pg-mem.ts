@@ -67,7 +67,14 @@
 // 12. In ON CONFLICT DO UPDATE, pg-mem calls an unqualified column ambiguous
 //     (with EXCLUDED's); PostgreSQL reads it as the target row's. The harness
 //     qualifies such columns with the target table or its alias.
-// 13. Not supported: SAVEPOINT (pg-mem's parser rejects it: sql.savepoint
+// 13. Arrays: pg-mem returns no rows for `<indexed column> = ANY(array)`
+//     (non-indexed columns work), so the harness rejects ANY/ALL/SOME with
+//     0A000; unnest takes one argument and not in FROM with a column list
+//     (`unnest($1::text[], $2::bytea[]) AS v(a, b)` fails with pg-mem's error);
+//     array parameters are not supported (postgres.js serialises them only for
+//     the array types fetch_types would have found, 8 above). The coalescer's
+//     batched statements therefore cannot run here: use `coalesce: false`.
+// 14. Not supported: SAVEPOINT (pg-mem's parser rejects it: sql.savepoint
 //     fails with 42601), window functions (0A000), cursors (Execute's row
 //     limit is ignored), COPY, LISTEN/NOTIFY, query cancellation (the cancel
 //     request is dropped), SSL. DDL's CommandComplete (`CREATE TABLE`) is
@@ -524,7 +531,7 @@ function parseSql(text: string): Statement[] {
   let statements = parsedStatements.get(text)
   if (statements) return statements
   try {
-    statements = parse(text).map((statement) => qualifyConflictUpdate(rewriteAggregateFilters(statement)))
+    statements = parse(text).map((statement) => qualifyConflictUpdate(rewriteAggregateFilters(rejectAny(statement))))
   } catch (error) {
     if (error instanceof PgError) throw error
     const message = error instanceof Error ? error.message.split('\n').find((line) => line.trim() !== '') : undefined
@@ -554,6 +561,20 @@ function qualifyConflictUpdate(statement: Statement): Statement {
       where: conflict.where && (qualify.expr(conflict.where) ?? conflict.where),
     },
   }
+}
+
+// pg-mem answers `<indexed column> = ANY(array)` with no rows at all (13 above):
+// fail loudly instead of answering wrongly.
+function rejectAny(statement: Statement): Statement {
+  astMapper((map) => ({
+    call: (call) => {
+      if (['any', 'all', 'some'].includes(call.function.name.toLowerCase())) {
+        throw new PgError('0A000', 'pg-mem answers `<indexed column> = ANY(array)` wrongly: the harness rejects ANY/ALL/SOME')
+      }
+      return map.super().call(call)
+    },
+  })).statement(statement)
+  return statement
 }
 
 // pg-mem ignores `agg(x) FILTER (WHERE c)` and aggregates every row (9 above).
