@@ -187,6 +187,21 @@ export class PostgresStore {
   }
 
   /**
+   * Yields every active session as [stored key, data], fetching batchSize rows
+   * at a time through a cursor, so memory stays flat however large the table; rows are skipped as all() skips them.
+   */
+  async *iterate(batchSize = 1000): AsyncGenerator<[string, Buffer]> {
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError('batchSize must be a whole number from 1')
+    const cursor = this.sql.unsafe<KeyRow[]>(this.queries.all, [], { prepare: true }).cursor(batchSize)
+    for await (const rows of cursor) {
+      for (const row of rows) {
+        const data = this.open(row.data, row.token)
+        if (data !== null) yield [row.token, data]
+      }
+    }
+  }
+
+  /**
    * Resolves to the number of active sessions. Expired rows the sweep has not
    * removed yet and tombstones are not counted; an empty table gives 0.
    */

@@ -361,3 +361,27 @@ describeEachBackend('stores sharing a table sweep one at a time', (backend) => {
     expect(await store.deleteExpired()).toBe(3)
   })
 }, realBackends.filter((backend) => backend.name !== 'PGlite'))
+
+describeEachBackend('iterate', (backend) => {
+  let sql: Sql
+  beforeAll(() => {
+    sql = backend.connect()
+  })
+  afterAll(async () => {
+    await sql.end({ timeout: 5 })
+  })
+
+  it('yields every active session, in batches, and nothing else', async () => {
+    const store = new PostgresStore(sql, { table: uniqueTable('iter'), cleanupInterval: 0 })
+    await store.migrate()
+    for (let i = 0; i < 25; i++) await store.commit(`live-${i}`, Buffer.from([i]), later(HOUR))
+    await store.commit('expired', Buffer.from('e'), new Date(Date.now() - 1000))
+    await store.commit('destroyed', Buffer.from('d'), later(HOUR))
+    await store.delete('destroyed')
+    const seen = new Map<string, Buffer>()
+    for await (const [token, data] of store.iterate(7)) seen.set(token, data)
+    expect(seen).toEqual(await store.all())
+    expect(seen.size).toBe(25)
+    await expect(store.iterate(0).next()).rejects.toThrow(RangeError)
+  })
+})
