@@ -46,9 +46,15 @@ interface CoreOptions {
    * characters, or a list whose first entry encrypts (rotation). Not express-session's cookie secret.
    */
   secret?: string | readonly string[]
+  /** Milliseconds a call waits for the database before it fails; 0 waits forever. Default 10 s. */
+  queryTimeout?: number
+  /** Concurrent gets, sets, touches and destroys go out as one statement per kind. Default true. */
+  coalesce?: boolean
 }
 
-const CORE_OPTION_NAMES = ['table', 'cleanupInterval', 'tombstones', 'absoluteTimeout', 'hashTokens', 'secret'] as const
+const CORE_OPTION_NAMES = [
+  'table', 'cleanupInterval', 'tombstones', 'absoluteTimeout', 'hashTokens', 'secret', 'queryTimeout', 'coalesce',
+] as const
 
 /** Exactly one way to reach PostgreSQL. */
 export type PostgresSessionStoreOptions = CommonOptions &
@@ -385,9 +391,10 @@ function callOnSession(name: string, fn: (session: SessionData) => unknown, sess
 }
 
 function coreOptionsOf(options: PostgresSessionStoreOptions): PostgresStoreOptions {
-  const { table, cleanupInterval, tombstones, absoluteTimeout, hashTokens, secret } = options
+  const { table, cleanupInterval, tombstones, absoluteTimeout, hashTokens, secret, queryTimeout, coalesce } = options
   // Without an onError of the caller's, the core keeps its own cleanup message.
-  return { table, cleanupInterval, tombstones, absoluteTimeout, hashTokens, secret, onError: options.onError }
+  const onError = options.onError
+  return { table, cleanupInterval, tombstones, absoluteTimeout, hashTokens, secret, queryTimeout, coalesce, onError }
 }
 
 function checkOptions(options: unknown): asserts options is PostgresSessionStoreOptions {

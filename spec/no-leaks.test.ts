@@ -3,9 +3,10 @@
 // writes to stderr and every error it hands out, and check that none contains
 // a session id, its hash or a piece of session data.
 import { randomBytes } from 'node:crypto'
+import { createServer, type AddressInfo } from 'node:net'
 import { inspect } from 'node:util'
 import type { SessionData } from 'express-session'
-import type { Sql } from 'postgres'
+import postgres, { type Sql } from 'postgres'
 import { PostgresStore, type PostgresStoreOptions } from '../lib/postgres-store'
 import { PostgresSessionStore, type PostgresSessionStoreOptions } from '../lib/session-store'
 import { hashToken } from '../lib/tokens'
@@ -23,7 +24,11 @@ const OWNER = 'owner-7'
 const SECRET = 'the secret of the no-leaks test'
 const OTHER_SECRET = 'a secret this store does not know'
 
-const MODES: [string, PostgresStoreOptions][] = [
+type Mode = Pick<PostgresStoreOptions, 'hashTokens' | 'secret'>
+/** A mode on one table, as both the adapter and a PostgresStore take it. */
+type Settings = Mode & { table: string; cleanupInterval: number; onError?: (error: Error) => void }
+
+const MODES: [string, Mode][] = [
   ['plain', {}],
   ['hashTokens', { hashTokens: true }],
   ['secret', { secret: SECRET }],
@@ -94,7 +99,7 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
     async function scenario(evidence: Evidence, reporting: { onError?: (error: Error) => void }) {
       const table = uniqueTable('no_leaks')
       tables.push(table)
-      const options = { ...mode, ...reporting, table, cleanupInterval: 0 }
+      const options: Settings = { ...mode, ...reporting, table, cleanupInterval: 0 }
       // Writes rows the adapter will find but cannot read, under the same key and secret.
       const raw = new PostgresStore(sql, options)
       await raw.migrate()
@@ -106,6 +111,7 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
         if (mode.secret !== undefined) await undecryptableRows(store, options)
         await missingTable(evidence, reporting)
         await databaseDown(evidence, reporting)
+        await databaseSilent(evidence, mode)
       } finally {
         raw.stopCleanup()
         await store.close()
@@ -131,7 +137,7 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
       const evidence = await withOwnOnError()
       expectNoLeak(evidence)
       const names = new Set(evidence.errors.map((error) => error.name))
-      expect(names).toEqual(new Set(['Error', 'TypeError', 'RangeError', 'PostgresError',
+      expect(names).toEqual(new Set(['Error', 'TypeError', 'RangeError', 'PostgresError', 'QueryTimeoutError',
         ...(mode.secret !== undefined ? ['DecryptionError'] : [])]))
     })
   })
@@ -157,7 +163,7 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
   }
 
   /** Every check on input, with the id and the data in the input. */
-  async function badInput(evidence: Evidence, store: PostgresSessionStore, options: PostgresSessionStoreOptions) {
+  async function badInput(evidence: Evidence, store: PostgresSessionStore, options: Settings) {
     const circular = sessionOf() as unknown as Record<string, unknown>
     circular.self = circular
     const throwing = () => { throw new Error(`${SID} ${MARKER}`) }
@@ -205,7 +211,7 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
   }
 
   /** Rows tampered with, sealed with an unknown secret, or not sealed at all. */
-  async function undecryptableRows(store: PostgresSessionStore, options: PostgresStoreOptions) {
+  async function undecryptableRows(store: PostgresSessionStore, options: Settings) {
     const key = options.hashTokens ? hashToken(SID) : SID
     const quiet = { ...options, onError: () => {} }
     const writers = [
@@ -257,6 +263,21 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
     const store = new PostgresSessionStore({ sql: down, ...reporting, cleanupInterval: 0 })
     await failEverywhere(evidence, store)
     await store.close()
+  }
+
+  /** A database that accepts connections and never answers: every call times out. */
+  async function databaseSilent(evidence: Evidence, mode: Mode) {
+    const silent = createServer(() => {})
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    const { port } = silent.address() as AddressInfo
+    const sqlSilent = postgres(`postgres://nobody@127.0.0.1:${port}/none`, { max: 1 })
+    const core = new PostgresStore(sqlSilent, { ...mode, cleanupInterval: 0, queryTimeout: 50, coalesce: false })
+    try {
+      await failEverywhere(evidence, new PostgresSessionStore({ store: core }))
+    } finally {
+      await sqlSilent.end({ timeout: 0 })
+      silent.close()
+    }
   }
 
   async function failEverywhere(evidence: Evidence, store: PostgresSessionStore) {

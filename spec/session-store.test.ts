@@ -782,7 +782,7 @@ describe('PostgresSessionStore construction', () => {
     const full = new PostgresSessionStore({
       sql, table: 'app.sessions', cleanupInterval: 0, ttl: 60, serializer: JSON, disableTouch: true, onError: () => {},
       tombstones: false, absoluteTimeout: 60_000, hashTokens: true, secret: ['a secret of sixteen+', 'an older secret here'],
-      owner: (session) => (session as { user?: string }).user,
+      owner: (session) => (session as { user?: string }).user, queryTimeout: 5000, coalesce: false,
     })
     await full.close()
     await new PostgresSessionStore({ store: core, ttl: () => 5 }).close()
@@ -808,6 +808,10 @@ describe('PostgresSessionStore construction', () => {
     ['an empty secret list', { sql, secret: [] }, TypeError, /secret must be a string or a non-empty array/],
     ['a short secret', { sql, secret: 'short' }, TypeError, /secret must be a string of at least 16/],
     ['an owner that is no function', { sql, owner: 'user' }, TypeError, /owner must be a function/],
+    ['queryTimeout beside store', { store: core, queryTimeout: 5 }, TypeError, /queryTimeout configures/],
+    ['coalesce beside store', { store: core, coalesce: false }, TypeError, /coalesce configures/],
+    ['a negative queryTimeout', { sql, queryTimeout: -1 }, RangeError, /queryTimeout/],
+    ['a coalesce string', { sql, coalesce: 'no' }, TypeError, /coalesce must be a boolean/],
     ['an empty connectionString', { connectionString: '' }, TypeError, /connectionString/],
     ['a ttl string', { sql, ttl: '1d' }, TypeError, /ttl must be a number/],
     ['a ttl of 0', { sql, ttl: 0 }, RangeError, /ttl must be a positive/],
