@@ -17,7 +17,7 @@ describeEachBackend('PostgresStore guarantees', (backend) => {
   const stores: PostgresStore[] = []
 
   async function newStore(options: PostgresStoreOptions = {}) {
-    const store = new PostgresStore(sql, { table: uniqueTable(), cleanupInterval: 0, ...options })
+    const store = new PostgresStore(sql, { ...backend.storeOptions, table: uniqueTable(), cleanupInterval: 0, ...options })
     stores.push(store)
     await store.migrate()
     return store
@@ -216,10 +216,10 @@ describeEachBackend('PostgresStore guarantees', (backend) => {
     it('rotates: a store with a new first secret reads old rows and writes with the new one', async () => {
       const old = await newStore({ secret: 'the old secret, sixteen+ chars' })
       await old.commit('tok', Buffer.from('v1'), later(HOUR))
-      const rotated = new PostgresStore(sql, { table: old.table, cleanupInterval: 0, secret: [SECRET, 'the old secret, sixteen+ chars'] })
+      const rotated = new PostgresStore(sql, { ...backend.storeOptions, table: old.table, cleanupInterval: 0, secret: [SECRET, 'the old secret, sixteen+ chars'] })
       expect(await rotated.find('tok')).toEqual(Buffer.from('v1'))
       await rotated.commit('tok', Buffer.from('v2'), later(HOUR))
-      const onlyNew = new PostgresStore(sql, { table: old.table, cleanupInterval: 0, secret: SECRET })
+      const onlyNew = new PostgresStore(sql, { ...backend.storeOptions, table: old.table, cleanupInterval: 0, secret: SECRET })
       expect(await onlyNew.find('tok')).toEqual(Buffer.from('v2'))
     })
 
@@ -255,7 +255,7 @@ describeEachBackend('migrate', (backend) => {
   })
 
   it('reports 0 for a missing table and 2 for a new one', async () => {
-    const store = new PostgresStore(sql, { table: uniqueTable(), cleanupInterval: 0 })
+    const store = new PostgresStore(sql, { ...backend.storeOptions, table: uniqueTable(), cleanupInterval: 0 })
     expect(await store.schemaVersion()).toBe(0)
     await store.migrate()
     expect(await store.schemaVersion()).toBe(2)
@@ -268,13 +268,13 @@ describeEachBackend('migrate', (backend) => {
     await sql.unsafe(`CREATE TABLE ${quoted} (token TEXT PRIMARY KEY, data BYTEA NOT NULL, expiry TIMESTAMPTZ NOT NULL)`)
     await sql.unsafe(`CREATE INDEX ON ${quoted} (expiry)`)
     const sessions = Array.from({ length: 300 }, (_, i) => ({ token: `t${i}`, data: Buffer.from([i % 256, 0, 255]) }))
-    const v1 = new PostgresStore(sql, { table, cleanupInterval: 0 })
+    const v1 = new PostgresStore(sql, { ...backend.storeOptions, table, cleanupInterval: 0 })
     expect(await v1.schemaVersion()).toBe(1)
     for (const { token, data } of sessions) {
       await sql.unsafe(`INSERT INTO ${quoted} (token, data, expiry) VALUES ($1, $2, $3)`, [token, data, later(HOUR)])
     }
 
-    const racing = Array.from({ length: 4 }, () => new PostgresStore(sql, { table, cleanupInterval: 0 }))
+    const racing = Array.from({ length: 4 }, () => new PostgresStore(sql, { ...backend.storeOptions, table, cleanupInterval: 0 }))
     await Promise.all(racing.map((store) => store.migrate()))
     await racing[0].migrate()
 
@@ -299,7 +299,7 @@ describeEachBackend('a destroyed session is never resurrected', (backend) => {
   })
 
   it('under thousands of interleavings of commit and touch against delete', async () => {
-    const store = new PostgresStore(sql, { table: uniqueTable('race'), cleanupInterval: 0 })
+    const store = new PostgresStore(sql, { ...backend.storeOptions, table: uniqueTable('race'), cleanupInterval: 0 })
     await store.migrate()
     const tokens = Array.from({ length: 1500 }, (_, i) => `race-${i}`)
     await Promise.all(tokens.map((token) => store.commit(token, Buffer.from('v0'), later(HOUR))))
@@ -340,7 +340,7 @@ describeEachBackend('stores sharing a table sweep one at a time', (backend) => {
   })
 
   it('a sweep that finds another store sweeping deletes nothing and resolves 0', async () => {
-    const store = new PostgresStore(sql, { table: uniqueTable('sweep'), cleanupInterval: 0 })
+    const store = new PostgresStore(sql, { ...backend.storeOptions, table: uniqueTable('sweep'), cleanupInterval: 0 })
     await store.migrate()
     for (let i = 0; i < 3; i++) await store.commit(`old-${i}`, Buffer.from('x'), new Date(Date.now() - 1000))
 
@@ -372,7 +372,7 @@ describeEachBackend('iterate', (backend) => {
   })
 
   it('yields every active session, in batches, and nothing else', async () => {
-    const store = new PostgresStore(sql, { table: uniqueTable('iter'), cleanupInterval: 0 })
+    const store = new PostgresStore(sql, { ...backend.storeOptions, table: uniqueTable('iter'), cleanupInterval: 0 })
     await store.migrate()
     for (let i = 0; i < 25; i++) await store.commit(`live-${i}`, Buffer.from([i]), later(HOUR))
     await store.commit('expired', Buffer.from('e'), new Date(Date.now() - 1000))
