@@ -1,5 +1,5 @@
 // End to end: real Express 4 and Express 5 apps with express-session and
-// PostgresSessionStore, driven over HTTP by supertest, on real PostgreSQL.
+// PostgresSessionStore, driven over HTTP by supertest, on every backend.
 import express from 'express'
 import session, { type SessionOptions } from 'express-session'
 import type { Sql } from 'postgres'
@@ -7,7 +7,7 @@ import request from 'supertest'
 import { PostgresStore } from '../lib/postgres-store'
 import { PostgresSessionStore, type PostgresSessionStoreOptions } from '../lib/session-store'
 import { hashToken } from '../lib/tokens'
-import { describeEachBackend, realBackends, uniqueTable } from './support/backends'
+import { describeEachBackend, uniqueTable } from './support/backends'
 
 // The package alias express4 has no types of its own; its API is Express 5's for what is used here.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -114,7 +114,9 @@ describe.each([
 
     /** A store on this test's table. */
     function newStore(options: Partial<PostgresSessionStoreOptions> = {}) {
-      const created = new PostgresSessionStore({ sql, table: core.table, cleanupInterval: 0, ...options } as PostgresSessionStoreOptions)
+      const created = new PostgresSessionStore({
+        sql, table: core.table, cleanupInterval: 0, ...backend.storeOptions, ...options,
+      } as PostgresSessionStoreOptions)
       stores.push(created)
       return created
     }
@@ -135,7 +137,7 @@ describe.each([
       sql = backend.connect()
     })
     beforeEach(async () => {
-      core = new PostgresStore(sql, { table: uniqueTable('express'), cleanupInterval: 0 })
+      core = new PostgresStore(sql, { table: uniqueTable('express'), cleanupInterval: 0, ...backend.storeOptions })
       await core.migrate()
       store = newStore()
     })
@@ -407,5 +409,5 @@ describe.each([
       expect(await store.length()).toBe(0)
       expect(await store.all()).toEqual({})
     })
-  }, realBackends)
+  })
 })

@@ -26,7 +26,7 @@ const OTHER_SECRET = 'a secret this store does not know'
 
 type Mode = Pick<PostgresStoreOptions, 'hashTokens' | 'secret'>
 /** A mode on one table, as both the adapter and a PostgresStore take it. */
-type Settings = Mode & { table: string; cleanupInterval: number; onError?: (error: Error) => void }
+type Settings = Mode & { table: string; cleanupInterval: number; onError?: (error: Error) => void; coalesce?: boolean }
 
 const MODES: [string, Mode][] = [
   ['plain', {}],
@@ -99,7 +99,7 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
     async function scenario(evidence: Evidence, reporting: { onError?: (error: Error) => void }) {
       const table = uniqueTable('no_leaks')
       tables.push(table)
-      const options: Settings = { ...mode, ...reporting, table, cleanupInterval: 0 }
+      const options: Settings = { ...mode, ...reporting, table, cleanupInterval: 0, ...backend.storeOptions }
       // Writes rows the adapter will find but cannot read, under the same key and secret.
       const raw = new PostgresStore(sql, options)
       await raw.migrate()
@@ -240,14 +240,14 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
   /** A table that does not exist: every query fails, and so does the cleanup timer. */
   async function missingTable(evidence: Evidence, reporting: { onError?: (error: Error) => void }) {
     const table = uniqueTable('missing')
-    const store = new PostgresSessionStore({ sql, ...reporting, table, cleanupInterval: 0 })
+    const store = new PostgresSessionStore({ sql, ...reporting, table, cleanupInterval: 0, ...backend.storeOptions })
     await failEverywhere(evidence, store)
     await store.close()
     // The sweep runs alone: on PGlite, whose connections share one backend, a
     // query failing on one connection can break a query running on another.
     const said = () => evidence.lines.length + evidence.errors.length
     const before = said()
-    const sweeping = new PostgresSessionStore({ sql, ...reporting, table, cleanupInterval: 200 })
+    const sweeping = new PostgresSessionStore({ sql, ...reporting, table, cleanupInterval: 200, ...backend.storeOptions })
     try {
       for (const deadline = Date.now() + 5000; said() === before && Date.now() < deadline;) await sleep(10)
       expect(said()).toBe(before + 1)

@@ -48,6 +48,7 @@ describeEachBackend('PostgresSessionStore', (backend) => {
       table: core.table,
       cleanupInterval: 0,
       onError: (error) => reported.push(error),
+      ...backend.storeOptions,
       ...options,
     } as PostgresSessionStoreOptions)
     adapters.push(created)
@@ -68,7 +69,7 @@ describeEachBackend('PostgresSessionStore', (backend) => {
   })
   beforeEach(async () => {
     reported = []
-    core = new PostgresStore(sql, { table: uniqueTable('adapter'), cleanupInterval: 0 })
+    core = new PostgresStore(sql, { table: uniqueTable('adapter'), cleanupInterval: 0, ...backend.storeOptions })
     cores.push(core)
     await core.migrate()
     store = adapter()
@@ -144,7 +145,7 @@ describeEachBackend('PostgresSessionStore', (backend) => {
     })
 
     it('clear deletes every row, active and expired, of its own table only', async () => {
-      const other = new PostgresStore(sql, { table: uniqueTable('adapter_other'), cleanupInterval: 0 })
+      const other = new PostgresStore(sql, { table: uniqueTable('adapter_other'), cleanupInterval: 0, ...backend.storeOptions })
       cores.push(other)
       await other.migrate()
       await other.commit('elsewhere', Buffer.from('x'), later(HOUR))
@@ -739,7 +740,7 @@ describeEachBackend('PostgresSessionStore', (backend) => {
     })
 
     it('an adapter on an existing PostgresStore stores through it and leaves it running', async () => {
-      const shared = adapter({ sql: undefined, table: undefined, cleanupInterval: undefined, store: core })
+      const shared = adapter({ sql: undefined, table: undefined, cleanupInterval: undefined, coalesce: undefined, store: core })
       expect(shared.store).toBe(core)
       await shared.set('sid', sessionOf({ user: 'ada' }))
       await shared.close()
