@@ -27,7 +27,8 @@ export interface HttpSample {
 }
 
 export interface HttpBenchOptions {
-  stores: StoreName[]
+  /** The stores driven on each route; one server per store. */
+  stores: Record<Route, StoreName[]>
   connections: number[]
   rounds: number
   seconds: number
@@ -38,7 +39,8 @@ export interface HttpBenchOptions {
 const FIRST_PORT = 23000 + (process.pid % 1000) * 10
 
 export async function runHttpBench(options: HttpBenchOptions): Promise<HttpSample[]> {
-  const { stores, connections, rounds, seconds, sessionCount, log } = options
+  const { connections, rounds, seconds, sessionCount, log } = options
+  const stores = [...new Set(ROUTES.flatMap((route) => options.stores[route]))]
   const seed = `${process.pid}-${Date.now()}`
   const cookies = Array.from({ length: sessionCount }, (_, i) => sessionCookie(seededSid(seed, i)))
   const servers = new Map<StoreName, { port: number; child: ChildProcess }>()
@@ -51,14 +53,14 @@ export async function runHttpBench(options: HttpBenchOptions): Promise<HttpSampl
       await serverReady(store, child)
       await checkServer(store, port, cookies[0])
     }))
-    for (const { port } of servers.values()) {
-      for (const route of ROUTES) await drive(port, route, 10, 1, cookies) // warm-up
+    for (const route of ROUTES) {
+      for (const store of options.stores[route]) await drive(servers.get(store)!.port, route, 10, 1, cookies) // warm-up
     }
     const samples: HttpSample[] = []
     for (let round = 0; round < rounds; round++) {
       for (const route of ROUTES) {
         for (const conns of connections) {
-          for (const store of rotation(stores, round)) {
+          for (const store of rotation(options.stores[route], round)) {
             const result = await drive(servers.get(store)!.port, route, conns, seconds, cookies)
             samples.push({ store, route, connections: conns, round, ...result })
           }

@@ -1,16 +1,20 @@
-// `npm run bench` (full, at most ~15 min) or `npm run bench -- --quick` (~3 min):
-// store level, HTTP level and pgbench in one run; raw samples go to
-// results/latest.json and BENCHMARKS.md at the repo root is generated from it.
+// `npm run bench` (full, at most ~15 min) or `npm run bench -- --quick` (~4 min):
+// store level, HTTP level, pgbench, cleanup and iteration in one run; raw
+// samples go to results/latest.json and BENCHMARKS.md at the repo root is
+// generated from it. `--cleanup` and/or `--iteration` run only those sections
+// and replace just them in latest.json.
 import { execFileSync } from 'node:child_process'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, release, totalmem } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import { createClient } from 'redis'
-import { runHttpBench } from './http-bench.js'
+import { runCleanupBench } from './cleanup-bench.js'
+import { runHttpBench, type Route } from './http-bench.js'
+import { runIterationBench } from './iterate-bench.js'
 import { pgbenchAvailable, runPgbench } from './pgbench.js'
 import { writeReport } from './report.js'
-import { runStoreBench } from './store-bench.js'
+import { runStoreBench, type Op } from './store-bench.js'
 import { DATABASE_URL, openStore, POOL_SIZE, REDIS_URL, STORE_LABELS, type BenchStore, type StoreName } from './stores.js'
 
 const PRELOADED_SESSIONS = 10_000
@@ -20,69 +24,89 @@ const MODES = {
     store: { rounds: 3, cellMs: 150 },
     http: { rounds: 2, seconds: 1, sessionCount: 2_000 },
     pgbench: { rounds: 1, seconds: 1 },
+    cleanup: { expiredRows: 100_000, liveSessions: PRELOADED_SESSIONS, idleMs: 2_000, contendedRows: 30_000, maxSweepMs: 60_000 },
+    iteration: { rows: 100_000, allRows: 100_000, timeoutMs: 120_000 },
   },
   full: {
-    store: { rounds: 5, cellMs: 600 },
+    store: { rounds: 5, cellMs: 500 },
     http: { rounds: 3, seconds: 3, sessionCount: PRELOADED_SESSIONS },
-    pgbench: { rounds: 2, seconds: 3 },
+    pgbench: { rounds: 2, seconds: 2 },
+    cleanup: { expiredRows: 1_000_000, liveSessions: PRELOADED_SESSIONS, idleMs: 5_000, contendedRows: 100_000, maxSweepMs: 240_000 },
+    iteration: { rows: 1_000_000, allRows: 100_000, timeoutMs: 120_000 },
   },
 }
+const CLEANUP_CONCURRENCY = 16
+const CONTENDING_STORES = 3
+const ITERATE_BATCH_SIZE = 1000
 
-const STORE_LEVEL: StoreName[] = ['memory', 'redis', 'cps', 'floor', 'core', 'adapter', 'coalesced']
-const HTTP_LEVEL: StoreName[] = ['memory', 'redis', 'cps', 'adapter', 'coalesced']
+const STORE_LEVEL: StoreName[] = ['memory', 'redis', 'cps', 'floor', 'core', 'adapter', 'single', 'sync-off', 'unlogged']
+// The relaxed-durability variants only change writes: they run the write operations and route.
+const RELAXED_OPS: Op[] = ['set', 'touch']
+const HTTP_LEVEL: Record<Route, StoreName[]> = {
+  read: ['memory', 'redis', 'cps', 'adapter', 'single'],
+  write: ['memory', 'redis', 'cps', 'adapter', 'single', 'sync-off', 'unlogged'],
+}
 const CONCURRENCIES = [1, 16, 64]
 const HTTP_CONNECTIONS = [10, 50]
 
 async function main() {
   const args = new Set(process.argv.slice(2))
   const mode = args.has('--quick') ? 'quick' : 'full'
+  const only = ['--cleanup', '--iteration'].filter((flag) => args.has(flag))
   const config = MODES[mode]
   const log = (line: string) => process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`)
   const startedAt = new Date()
   const meta = await describeMachine(mode)
-  log(`${mode} run; load average ${meta.loadAverageAtStart.join(' ')}`)
+  log(`${mode} run${only.length ? ` of ${only.join(' ')} only` : ''}; load average ${meta.loadAverageAtStart.join(' ')}`)
+  const runs = (flag: string) => (only.length === 0 ? !args.has(`--skip-${flag.slice(2)}`) : only.includes(flag))
 
+  const file = join(__dirname, 'results', 'latest.json')
+  const results = only.length === 0 ? {} : JSON.parse(await readFile(file, 'utf8'))
+  if (only.length === 0) {
+    results.storeSamples = await storeLevel(config.store, log)
+    results.httpSamples = runs('--http')
+      ? await runHttpBench({ stores: HTTP_LEVEL, connections: HTTP_CONNECTIONS, log, ...config.http })
+      : []
+    const pgbench = runs('--pgbench') ? await pgbenchAvailable() : null
+    results.pgbenchSamples = pgbench
+      ? await runPgbench({ clients: CONCURRENCIES, rows: PRELOADED_SESSIONS, log, ...config.pgbench })
+      : []
+    results.meta = { ...meta, pgbench }
+    results.config = { mode, ...config, concurrencies: CONCURRENCIES, httpConnections: HTTP_CONNECTIONS, preloadedSessions: PRELOADED_SESSIONS, poolSize: POOL_SIZE }
+  }
+  // Last in a full run: the bulk inserts and the sweep load the server for a while.
+  if (runs('--cleanup')) {
+    const cleanup = await runCleanupBench({ ...config.cleanup, concurrency: CLEANUP_CONCURRENCY, contendingStores: CONTENDING_STORES, log })
+    results.cleanup = { ...cleanup, mode, measuredAt: new Date().toISOString() }
+  }
+  if (runs('--iteration')) {
+    const iteration = await runIterationBench({ ...config.iteration, batchSize: ITERATE_BATCH_SIZE, log })
+    results.iteration = { ...iteration, mode, measuredAt: new Date().toISOString() }
+  }
+  const minutes = Math.round((Date.now() - startedAt.getTime()) / 600) / 100
+  if (only.length === 0) {
+    Object.assign(results.meta, { startedAt: startedAt.toISOString(), minutes, loadAverageAtEnd: loadavg().map((n) => Math.round(n * 100) / 100) })
+  }
+  results.stores = STORE_LABELS
+  await mkdir(join(__dirname, 'results'), { recursive: true })
+  await writeFile(file, JSON.stringify(results, null, 1) + '\n')
+  log(`raw results: ${file} (${minutes} min)`)
+  const report = await writeReport(file, join(__dirname, '..', 'BENCHMARKS.md'))
+  log(`report: ${report.path}`)
+  process.stdout.write('\n' + report.targetLines.join('\n') + '\n')
+}
+
+async function storeLevel(config: { rounds: number; cellMs: number }, log: (line: string) => void) {
   const stores: BenchStore[] = []
-  let storeSamples
   try {
     for (const name of STORE_LEVEL) stores.push(await openStore(name))
-    storeSamples = await runStoreBench({
-      stores, concurrencies: CONCURRENCIES, preloadCount: PRELOADED_SESSIONS, log, ...config.store,
+    return await runStoreBench({
+      stores, concurrencies: CONCURRENCIES, preloadCount: PRELOADED_SESSIONS, log, ...config,
+      only: { 'sync-off': RELAXED_OPS, unlogged: RELAXED_OPS },
     })
   } finally {
     for (const store of stores) await store.close()
   }
-
-  const httpSamples = args.has('--skip-http')
-    ? []
-    : await runHttpBench({ stores: HTTP_LEVEL, connections: HTTP_CONNECTIONS, log, ...config.http })
-
-  const pgbench = args.has('--skip-pgbench') ? null : await pgbenchAvailable()
-  const pgbenchSamples = pgbench
-    ? await runPgbench({ clients: CONCURRENCIES, rows: PRELOADED_SESSIONS, log, ...config.pgbench })
-    : []
-
-  const results = {
-    meta: {
-      ...meta,
-      pgbench,
-      startedAt: startedAt.toISOString(),
-      minutes: Math.round((Date.now() - startedAt.getTime()) / 600) / 100,
-      loadAverageAtEnd: loadavg().map((n) => Math.round(n * 100) / 100),
-    },
-    config: { mode, ...config, concurrencies: CONCURRENCIES, httpConnections: HTTP_CONNECTIONS, preloadedSessions: PRELOADED_SESSIONS, poolSize: POOL_SIZE },
-    stores: STORE_LABELS,
-    storeSamples,
-    httpSamples,
-    pgbenchSamples,
-  }
-  await mkdir(join(__dirname, 'results'), { recursive: true })
-  const file = join(__dirname, 'results', 'latest.json')
-  await writeFile(file, JSON.stringify(results, null, 1) + '\n')
-  log(`raw results: ${file}`)
-  const report = await writeReport(file, join(__dirname, '..', 'BENCHMARKS.md'))
-  log(`report: ${report.path}`)
-  process.stdout.write('\n' + report.targetLines.join('\n') + '\n')
 }
 
 async function describeMachine(mode: string) {
@@ -107,6 +131,8 @@ async function describeMachine(mode: string) {
       redis: { version: /redis_version:(\S+)/.exec(redisInfo)?.[1], appendonly: appendonly.appendonly },
       packages: await packageVersions(['connect-pg-simple', 'pg', 'connect-redis', 'redis', 'express', 'express-session', 'postgres', 'autocannon']),
       commit: gitCommit(),
+      // The adapter option the lead is adding; the report says whether this run had it.
+      touchAfter: (await readFile(join(__dirname, '..', 'lib', 'session-store.ts'), 'utf8')).includes('touchAfter'),
       uncommitted: uncommittedLibraryFiles(),
     }
   } finally {

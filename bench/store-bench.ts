@@ -26,6 +26,8 @@ export interface StoreBenchOptions {
   rounds: number
   cellMs: number
   preloadCount: number
+  /** Stores measured on some operations only (the durability variants: set and touch). */
+  only?: Partial<Record<StoreName, readonly Op[]>>
   log: (line: string) => void
 }
 
@@ -36,6 +38,7 @@ const MAX_DESTROY_POOL = 30_000
 
 export async function runStoreBench(options: StoreBenchOptions): Promise<StoreSample[]> {
   const { stores, concurrencies, rounds, cellMs, preloadCount, log } = options
+  const runs = (store: BenchStore, op: Op) => options.only?.[store.name]?.includes(op) ?? true
   const sids = Array.from({ length: preloadCount }, newSid)
   const sessions = sids.map((_, i) => newSession(i))
   const preloaded = sids.map((sid, i) => [sid, sessions[i]] as const)
@@ -71,7 +74,10 @@ export async function runStoreBench(options: StoreBenchOptions): Promise<StoreSa
 
   log('warming up (pools, prepared statements, JIT)')
   for (const store of stores) {
-    for (const op of ['get-hit', 'get-miss', 'set', 'touch'] as const) await measure(work[op](store), 16, 200, Infinity)
+    for (const op of ['get-hit', 'get-miss', 'set', 'touch'] as const) {
+      if (runs(store, op)) await measure(work[op](store), 16, 200, Infinity)
+    }
+    if (!runs(store, 'destroy')) continue
     const warm = await destroyCell(store, 16)
     await measure(warm.op, 16, 100, warm.limit)
   }
@@ -81,6 +87,7 @@ export async function runStoreBench(options: StoreBenchOptions): Promise<StoreSa
     for (const op of OPS) {
       for (const concurrency of concurrencies) {
         for (const store of rotation(stores, round)) {
+          if (!runs(store, op)) continue
           const cell = op === 'destroy' ? await destroyCell(store, concurrency) : { op: work[op](store), limit: Infinity }
           const result = await measure(cell.op, concurrency, cellMs, cell.limit)
           lastRate.set(`${store.name} ${op} ${concurrency}`, result.opsPerSec)
@@ -93,7 +100,7 @@ export async function runStoreBench(options: StoreBenchOptions): Promise<StoreSa
   return samples
 }
 
-interface Measurement {
+export interface Measurement {
   ops: number
   seconds: number
   opsPerSec: number
@@ -102,14 +109,18 @@ interface Measurement {
 }
 
 /** `concurrency` callers, each starting its next call when the last settles, until time or `limit` calls. */
-async function measure(op: () => Promise<unknown>, concurrency: number, ms: number, limit: number): Promise<Measurement> {
-  const latencies: number[] = []
+function measure(op: () => Promise<unknown>, concurrency: number, ms: number, limit: number): Promise<Measurement> {
   let started = 0
+  const deadline = performance.now() + ms
+  return measureUntil(() => started++ >= limit || performance.now() >= deadline, op, concurrency)
+}
+
+/** `concurrency` callers, each starting its next call when the last settles, until `done()` says so. */
+export async function measureUntil(done: () => boolean, op: () => Promise<unknown>, concurrency: number): Promise<Measurement> {
+  const latencies: number[] = []
   const begin = performance.now()
-  const deadline = begin + ms
   const caller = async () => {
-    while (started < limit && performance.now() < deadline) {
-      started++
+    while (!done()) {
       const t0 = performance.now()
       await op()
       latencies.push(performance.now() - t0)

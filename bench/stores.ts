@@ -2,6 +2,8 @@
 // preload and a close that removes what the benchmark created. Each
 // PostgreSQL store gets its own table and its own pool of POOL_SIZE
 // connections (the default of both pg.Pool and postgres.js).
+// This library appears five times: as shipped (core, adapter), with coalescing
+// off (single), and with one durability knob relaxed (sync-off, unlogged).
 import connectPgSimple from 'connect-pg-simple'
 import { RedisStore } from 'connect-redis'
 import session from 'express-session'
@@ -11,14 +13,14 @@ import { createClient } from 'redis'
 import { textArray } from '../lib/coalescer.js'
 import { PostgresStore } from '../lib/postgres-store.js'
 import { PostgresSessionStore } from '../lib/session-store.js'
-import { CoalescingPostgresStore } from './coalescing-store.js'
 import type { BenchSession } from './sessions.js'
 
 export const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 export const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
 export const POOL_SIZE = 10
 
-export type StoreName = 'memory' | 'redis' | 'cps' | 'floor' | 'core' | 'adapter' | 'coalesced'
+export type StoreName =
+  | 'memory' | 'redis' | 'cps' | 'floor' | 'core' | 'adapter' | 'single' | 'sync-off' | 'unlogged'
 
 export const STORE_LABELS: Record<StoreName, string> = {
   memory: 'express-session MemoryStore',
@@ -27,7 +29,9 @@ export const STORE_LABELS: Record<StoreName, string> = {
   floor: 'floor: hand-written SQL on postgres.js',
   core: 'this store: core PostgresStore',
   adapter: 'this store: PostgresSessionStore',
-  coalesced: 'this store + coalescing',
+  single: 'this store, coalesce: false',
+  'sync-off': 'this store, synchronous_commit=off',
+  unlogged: 'this store, UNLOGGED table',
 }
 
 export interface BenchStore {
@@ -58,7 +62,9 @@ export async function openStore(name: StoreName): Promise<BenchStore> {
       return openFloor()
     case 'core':
     case 'adapter':
-    case 'coalesced':
+    case 'single':
+    case 'sync-off':
+    case 'unlogged':
       return openThisStore(name)
   }
 }
@@ -143,10 +149,23 @@ async function openConnectPgSimple(): Promise<BenchStore> {
 
 // --- PostgreSQL tables in this library's schema ----------------------------
 
-async function openOwnTable(name: StoreName): Promise<{ sql: Sql; table: string; close: () => Promise<void> }> {
-  const sql = postgres(DATABASE_URL, { ...quiet, max: POOL_SIZE })
-  const table = `bench_${name}_${tableSuffix}`
+interface Durability {
+  /** Commits of this pool do not wait for the WAL flush (postgres.js `connection` option). */
+  synchronousCommitOff?: boolean
+  /** The table skips the WAL altogether. */
+  unlogged?: boolean
+}
+
+async function openOwnTable(
+  name: StoreName,
+  durability: Durability = {},
+): Promise<{ sql: Sql; table: string; close: () => Promise<void> }> {
+  const connection = durability.synchronousCommitOff ? { synchronous_commit: 'off' } : {}
+  const sql = postgres(DATABASE_URL, { ...quiet, max: POOL_SIZE, connection })
+  const table = `bench_${name.replace('-', '_')}_${tableSuffix}`
   await new PostgresStore(sql, { table, cleanupInterval: 0 }).migrate()
+  if (durability.unlogged) await sql.unsafe(`ALTER TABLE "${table}" SET UNLOGGED`)
+  await checkDurability(sql, table, durability)
   const close = async () => {
     await sql.unsafe(`DROP TABLE IF EXISTS "${table}"`)
     await sql.end({ timeout: 5 })
@@ -154,7 +173,19 @@ async function openOwnTable(name: StoreName): Promise<{ sql: Sql; table: string;
   return { sql, table, close }
 }
 
-function bulkInsert(sql: Sql, table: string): BenchStore['preload'] {
+// A knob that silently did not apply would make the relaxed rows measure the durable store.
+async function checkDurability(sql: Sql, table: string, durability: Durability): Promise<void> {
+  const [row] = await sql.unsafe<{ sync: string; persistence: string }[]>(
+    `SELECT current_setting('synchronous_commit') AS sync, relpersistence AS persistence FROM pg_class WHERE oid = $1::regclass`,
+    [`"${table}"`],
+  )
+  const expected = { sync: durability.synchronousCommitOff ? 'off' : 'on', persistence: durability.unlogged ? 'u' : 'p' }
+  if (row.sync !== expected.sync || row.persistence !== expected.persistence) {
+    throw new Error(`table ${table}: synchronous_commit=${row.sync}, relpersistence=${row.persistence}; expected ${JSON.stringify(expected)}`)
+  }
+}
+
+export function bulkInsert(sql: Sql, table: string): BenchStore['preload'] {
   return async (sessions) => {
     for (let i = 0; i < sessions.length; i += 2000) {
       const chunk = sessions.slice(i, i + 2000)
@@ -200,10 +231,13 @@ async function openFloor(): Promise<BenchStore> {
   }
 }
 
-async function openThisStore(name: 'core' | 'adapter' | 'coalesced'): Promise<BenchStore> {
-  const { sql, table, close } = await openOwnTable(name)
-  const options = { table, cleanupInterval: 0 }
-  const core = name === 'coalesced' ? new CoalescingPostgresStore(sql, options) : new PostgresStore(sql, options)
+async function openThisStore(name: 'core' | 'adapter' | 'single' | 'sync-off' | 'unlogged'): Promise<BenchStore> {
+  const { sql, table, close } = await openOwnTable(name, {
+    synchronousCommitOff: name === 'sync-off',
+    unlogged: name === 'unlogged',
+  })
+  // Every option at its default but the table and the timer, except coalesce for 'single'.
+  const core = new PostgresStore(sql, { table, cleanupInterval: 0, coalesce: name !== 'single' })
   const preload = bulkInsert(sql, table)
   const closeAll = async () => {
     core.stopCleanup()
