@@ -135,7 +135,7 @@ export class PostgresStore {
    */
   async findEntry(token: string): Promise<Entry | null> {
     const key = this.keyOf(token)
-    const [row] = await this.finds.run([key])
+    const [row] = await this.withDeadline(this.finds.run([key]))
     if (row === undefined) return null
     const data = this.open(row.data, key)
     return data === null ? null : { data, expiry: row.expiry }
@@ -150,7 +150,7 @@ export class PostgresStore {
     assertData(data)
     assertExpiry(expiry)
     if (owner != null) assertToken(owner, 'owner')
-    await this.commits.run([key, this.seal(data, key), expiry, owner ?? null, this.absoluteTimeout])
+    await this.withDeadline(this.commits.run([key, this.seal(data, key), expiry, owner ?? null, this.absoluteTimeout]))
   }
 
   /**
@@ -160,7 +160,7 @@ export class PostgresStore {
   async touch(token: string, expiry: Date): Promise<boolean> {
     const key = this.keyOf(token)
     assertExpiry(expiry)
-    const { count } = await this.touches.run([expiry, key, this.absoluteTimeout])
+    const { count } = await this.withDeadline(this.touches.run([expiry, key, this.absoluteTimeout]))
     return count > 0
   }
 
@@ -170,7 +170,7 @@ export class PostgresStore {
    */
   async delete(token: string): Promise<void> {
     const key = this.keyOf(token)
-    await this.deletes.run([key])
+    await this.withDeadline(this.deletes.run([key]))
   }
 
   /**
@@ -334,6 +334,13 @@ export class PostgresStore {
       this.onError(error)
       return null
     }
+  }
+
+  // A call waiting for its batch is bounded too, not only the statement: the
+  // caller hears about an outage within queryTimeout of calling. (A write that
+  // timed out may still be applied when the database answers.)
+  private withDeadline<T>(call: Promise<T>): Promise<T> {
+    return withTimeout(call, this.queryTimeout)
   }
 
   // Prepared once per connection by postgres.js (unless the instance was created
