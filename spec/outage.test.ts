@@ -127,8 +127,7 @@ class World {
     const sql = postgres(proxied, { ...quiet, max: 4, connect_timeout: CONNECT_TIMEOUT_S, backoff: reconnectBackoff })
     const direct = postgres(url, { ...quiet, max: 1 })
     const errors: Error[] = []
-    // `& queryTimeout`: until the option is part of PostgresStoreOptions (proposed to the lead).
-    const options: PostgresStoreOptions & { queryTimeout?: number } = {
+    const options: PostgresStoreOptions = {
       table: uniqueTable('outage'),
       cleanupInterval: 200,
       queryTimeout: QUERY_TIMEOUT_MS,
