@@ -338,7 +338,7 @@ export class PostgresSessionStore extends Store {
 
   /** The session in data, or null (reported to onError) when it cannot be decoded. */
   // Only reported, not removed: with hashTokens the key in hand is a hash, which
-  // delete() would hash again. get removes the row when its owner comes back.
+  // delete() would hash again. get removes the row when that session's cookie comes back.
   private readable(data: Buffer): SessionData | null {
     const session = this.decode(data)
     if (!(session instanceof Error)) return session
