@@ -67,8 +67,9 @@ export class Encryption {
 // Secrets are configuration strings, not keys: HKDF turns each into a
 // 256-bit key, and a short id of that key tells open() which one sealed a row.
 function deriveKey(secret: unknown): Key {
-  if (typeof secret !== 'string' || secret.length < MIN_SECRET_LENGTH) {
-    throw new TypeError(`each secret must be a string of at least ${MIN_SECRET_LENGTH} characters`)
+  if (typeof secret !== 'string') throw new TypeError(`each secret must be a string, got ${typeOf(secret)}`)
+  if (secret.length < MIN_SECRET_LENGTH) {
+    throw new RangeError(`each secret must be at least ${MIN_SECRET_LENGTH} characters long`)
   }
   const key = Buffer.from(hkdfSync('sha256', secret, 'express-session-postgres', 'aes-256-gcm session data', 32))
   const id = createHash('sha256').update(key).digest().subarray(0, KEY_ID_BYTES)

@@ -62,7 +62,7 @@ const CLEANUP_BATCH_SIZE = 5000
 // setTimeout fires at once for delays beyond a signed 32-bit integer.
 const MAX_TIMER_DELAY = 2 ** 31 - 1
 
-type KeyRow = { token: string; data: Buffer }
+type KeyRow = { token: string; data: Buffer; expiry: Date }
 type CountRow = { count: number | string | bigint }
 
 export class PostgresStore {
@@ -178,12 +178,21 @@ export class PostgresStore {
    * token, or its SHA-256 with hashTokens). Expired, destroyed and undecryptable rows are left out; none gives an empty Map.
    */
   async all(): Promise<Map<string, Buffer>> {
-    const sessions = new Map<string, Buffer>()
+    const entries = await this.allEntries()
+    return new Map([...entries].map(([key, entry]) => [key, entry.data]))
+  }
+
+  /**
+   * Resolves to every active session as stored key -> { data, expiry }, with
+   * the rows all() leaves out left out; none gives an empty Map.
+   */
+  async allEntries(): Promise<Map<string, Entry>> {
+    const entries = new Map<string, Entry>()
     for (const row of await this.run<KeyRow>(this.queries.all, [])) {
       const data = this.open(row.data, row.token)
-      if (data !== null) sessions.set(row.token, data)
+      if (data !== null) entries.set(row.token, { data, expiry: row.expiry })
     }
-    return sessions
+    return entries
   }
 
   /**
@@ -402,7 +411,7 @@ export function buildQueries(table: string, tombstones: boolean) {
       : `DELETE FROM ${table} WHERE owner = $1 AND ${active}`,
     listByOwner:
       `SELECT token, data, expiry, created FROM ${table} WHERE owner = $1 AND ${active} ORDER BY created, token`,
-    all: `SELECT token, data FROM ${table} WHERE ${active}`,
+    all: `SELECT token, data, expiry FROM ${table} WHERE ${active}`,
     count: `SELECT count(*) AS count FROM ${table} WHERE ${active}`,
     clear: `DELETE FROM ${table}`,
     stats:

@@ -264,9 +264,9 @@ export class PostgresSessionStore extends Store {
   private async readAll(): Promise<Record<string, SessionData>> {
     // No prototype: a session id such as "__proto__" is just a key.
     const sessions: Record<string, SessionData> = Object.create(null)
-    for (const [sid, data] of await this.store.all()) {
+    for (const [sid, { data, expiry }] of await this.store.allEntries()) {
       const session = this.readable(data)
-      if (session !== null) sessions[sid] = session
+      if (session !== null) sessions[sid] = withStoredExpiry(session, expiry)
     }
     return sessions
   }

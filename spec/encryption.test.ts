@@ -65,12 +65,16 @@ describe('Encryption', () => {
     expect(error?.message).toBe('session data could not be decrypted: authentication failed (tampered, or stored under another token)')
   })
 
+  it('rejects a secret shorter than 16 characters with a RangeError', () => {
+    expect(() => new Encryption('short')).toThrow(RangeError)
+    expect(() => new Encryption([NEW, 'short'])).toThrow(RangeError)
+  })
+
   it.each([
-    ['a short secret', 'short'],
     ['an empty list', []],
     ['a number', 42],
     ['a list with a non-string', [NEW, 7]],
   ])('rejects %s with a TypeError', (_, secret) => {
-    expect(() => new Encryption(secret as string)).toThrow(TypeError)
+    expect(() => new Encryption(secret as unknown as string)).toThrow(TypeError)
   })
 })

@@ -653,6 +653,15 @@ describeEachBackend('PostgresSessionStore', (backend) => {
       expect(await store.length()).toBe(2)
     })
 
+    it('all shows each session with its stored expiry, as get does after a touch', async () => {
+      const session = sessionOf({ n: 1 })
+      await store.set('a', session)
+      const moved = later(2 * HOUR)
+      await store.touch('a', sessionOf({ n: 1 }, moved))
+      expect(new Date((await store.all()).a.cookie.expires as Date)).toEqual(moved)
+      expect(new Date((await store.get('a'))!.cookie.expires as Date)).toEqual(moved)
+    })
+
     it('all is an empty object and length 0 with no sessions', async () => {
       expect(await store.all()).toEqual({})
       expect(await store.length()).toBe(0)
@@ -807,7 +816,7 @@ describe('PostgresSessionStore construction', () => {
     ['a hashTokens number', { sql, hashTokens: 1 }, TypeError, /hashTokens must be a boolean/],
     ['a secret number', { sql, secret: 42 }, TypeError, /secret must be a string/],
     ['an empty secret list', { sql, secret: [] }, TypeError, /secret must be a string or a non-empty array/],
-    ['a short secret', { sql, secret: 'short' }, TypeError, /secret must be a string of at least 16/],
+    ['a short secret', { sql, secret: 'short' }, RangeError, /secret must be at least 16 characters/],
     ['an owner that is no function', { sql, owner: 'user' }, TypeError, /owner must be a function/],
     ['queryTimeout beside store', { store: core, queryTimeout: 5 }, TypeError, /queryTimeout configures/],
     ['coalesce beside store', { store: core, coalesce: false }, TypeError, /coalesce configures/],
