@@ -276,7 +276,15 @@ the "before" sample; the process's baseline includes tsx). Memory in MB, before 
 while reading (sampled every 10 ms and after each batch; all()'s peak includes the Map it returns).
 ${allNote}
 
-${table(['reader', 'rows', 'seconds', 'RSS MB', 'JS heap used MB', 'external (Buffers) MB'], rows)}`
+${table(['reader', 'rows', 'seconds', 'RSS MB', 'JS heap used MB', 'external (Buffers) MB'], rows)}${
+    it.allWhole && 'failed' in it.allWhole
+      ? `\n\nall() on ${int(it.tableRows)} rows fails with the default queryTimeout (10 s): one statement must return every
+row within it, while iterate() fetches batch after batch with no time limit on the whole read.`
+      : ''}
+${it.iterateFirst && 'rows' in it.iterateFirst ? `\niterate()'s growth does not scale with the rows read: +${int(it.iterateFirst.peak.rssMB - it.iterateFirst.before.rssMB)} MB of RSS after ${small} rows,
++${int(it.iterate.peak.rssMB - it.iterate.before.rssMB)} MB after ${int(it.tableRows)}. Most of it is external memory: each row's data is a Buffer cut from
+Node's shared 8 KiB slabs, and slabs are freed only when V8 next collects, which it does when
+external memory has grown by some tens of MB, not after every batch.` : ''}`
 }
 
 function render(r: Results, targets: Target[], targetLines: string[]): string {
@@ -294,8 +302,8 @@ ${m.startedAt} (${m.minutes} min, commit ${m.commit}${m.uncommitted?.length ? `,
 and iteration sections with \`npm run bench -- --cleanup --iteration\` (add --quick for 100k rows).
 
 **The machine was shared and noisy.** Other engineers ran test suites on the same 2 cores during
-this run (load average ${m.loadAverageAtStart?.join(' ')} at the start, ${m.loadAverageAtEnd?.join(' ')} at the end), and
-there was one full run, near the end of the work. Absolute numbers here are low and noisy;
+this run (load average ${m.loadAverageAtStart?.join(' ')} at the start, ${m.loadAverageAtEnd?.join(' ')} at the end)${r.config.mode === 'full' ? `, and
+this is the one full run, made near the end of the work` : ''}. Absolute numbers here are low and noisy;
 only ratios between stores measured side by side mean much, and a ratio near its target can
 fall either side of it in another run. The run may be re-done on a quiet machine.
 
@@ -344,9 +352,10 @@ ${why ? `Why the misses, and what would close them:\n${why}` : ''}
 The adapter as shipped (coalescing on) against the same adapter over
 \`new PostgresStore(sql, { coalesce: false })\` (one statement per call), paired per round.
 Above 1.00x coalescing helps. At c=1 a lone call goes out at once as the same single-row
-statement, so the statements cannot explain a difference there; the pool most likely does:
-with one statement per kind in flight, the coalescing store has opened only a few of its 10
-connections, and postgres.js cycles c=1 calls through those few warm ones, while
+statement, so the statements cannot explain a difference there; the pool does: with one
+statement per kind in flight, the coalescing store opens only a few of its 10 connections (a
+side probe: after 1 s of finds and commits at c=16, 2 connections were open with coalescing,
+10 without), and postgres.js cycles c=1 calls through those few warm ones, while
 coalesce: false opened all 10 in the c=16 warm-up and cycles through all of them.
 
 ${r.storeSamples.length ? coalescingTable(r) : 'Not run.'}
@@ -417,8 +426,8 @@ const DURABILITY = `Every session write of a durable PostgreSQL store waits for 
 library option: both are set by the application, for the session store only.
 
 - **\`synchronous_commit = off\` on the store's own pool** —
-  \`new PostgresStore(postgres(url, { connection: { synchronous_commit: 'off' } }))\`, a pool used
-  for nothing else, so the application's other writes stay durable. A commit returns before its
+  \`new PostgresSessionStore({ sql: postgres(url, { connection: { synchronous_commit: 'off' } }) })\`,
+  a pool used for nothing else, so the application's other writes stay durable. A commit returns before its
   WAL is flushed; the WAL writer flushes within 3 x wal_writer_delay (200 ms by default, so
   about 0.6 s). *Risk:* if the PostgreSQL server or its machine crashes (not the app), the session
   writes acknowledged in that last ~0.6 s are lost. The database stays consistent (no
@@ -449,22 +458,28 @@ const WHY: Record<Group, string> = {
   get: '**get at c=16/64.** Coalesced finds send one `= ANY($1)` statement per batch; a miss here ' +
     'means the batch-building and result-matching work in Node outweighed the saved round trips on ' +
     'this loaded machine in this run.',
-  writes: '**Durable set and touch.** Bound by WAL flushes: connect-pg-simple\'s 10 connections already ' +
-    'share flushes through PostgreSQL\'s group commit (up to ~10 commits per flush), and the adapter ' +
-    'with one batch in flight puts at most c rows in a flush. So at c=16 about 1.6x is the ' +
-    'structural ceiling of batching alone (16 rows per flush against ~10), and 3x for touch needs ' +
-    'batches well above 30 rows, i.e. c=64 and an otherwise idle disk. What would close it: not ' +
-    'writing (touchAfter, for touch), or not waiting for the flush (the relaxed rows of the ' +
-    'durability table, which are measured beside it).',
+  writes: '**Durable set and touch at c=16.** Every durable commit waits for a WAL flush (an ' +
+    'fdatasync). connect-pg-simple\'s 10 connections already share flushes through PostgreSQL\'s group ' +
+    'commit (up to ~10 commits per flush); the coalescing adapter, with one batch per kind in flight, ' +
+    'puts at most 16 rows in one flush at c=16. Where the flush is the bound, batching alone therefore ' +
+    'gives about 16/10 = 1.6x at c=16: 2x for set is out of its reach, and touch passes 1.6x only as far ' +
+    'as connect-pg-simple loses time elsewhere. At c=64 batches hold up to 64 rows. What would close ' +
+    'c=16: not waiting for the flush (the synchronous_commit=off and UNLOGGED rows of "Durability ' +
+    'knobs", measured beside it), or for touch not writing at all (touchAfter, which the adapter does ' +
+    'not have yet); a second batch in flight (maxInFlight 2) did not help measurably in an earlier side run.',
   'read-route': '**HTTP /read.** express-session calls get and then touch on every request: a durable ' +
     'write per request for every PostgreSQL store, against Redis\'s EXPIRE, which no disk flush waits ' +
-    'for; on 2 shared cores the Express app and autocannon also take most of the CPU. Coalescing ' +
-    'batches the touches; what would close the rest is not writing at all when the expiry would ' +
-    'move by little (a touchAfter threshold, as connect-mongo has), so that the route becomes a ' +
-    'pure, batched read.',
-  relaxed: '**Relaxed-durability /write.** With the flush gone, the write route is bound by CPU: two ' +
-    'statements (get, set) through the pool, PostgreSQL\'s own work per statement, and the Express app ' +
-    'and autocannon on the same 2 cores, against one in-memory Redis command each.',
+    'for. At 10 connections there are at most 10 touches to batch, so each flush serves few requests. ' +
+    'What would close it: not writing when the expiry would move by little (a touchAfter threshold, as ' +
+    'connect-mongo has; the lead is adding it to the adapter), so the route becomes a pure, batched read ' +
+    '(get-hit alone is several times connect-pg-simple above).',
+  relaxed: '**Relaxed-durability /write.** With the flush gone the route is bound by CPU and round trips on ' +
+    '2 shared cores: per request two statements (get, then an upsert that, the expiry being indexed, ' +
+    'adds entries to both indexes), each a round trip to a PostgreSQL backend that competes for the ' +
+    'cores with the Express app and autocannon, against two in-memory Redis commands. At 10 connections ' +
+    'there is little to batch, so the ratio is lowest there. What would close it: fewer round trips per ' +
+    'request (nothing the store can drop: express-session asks for get and set separately), or more ' +
+    'cores, so the database does not wait behind the load generator.',
   cleanup: '**Cleanup.** Each DELETE batch of 5,000 rows takes locks, writes WAL for every row and ' +
     'competes for the 2 cores with the gets; the sweep holds one pool connection throughout. ' +
     'Smaller batches, or a pause between batches, would spread the load (a library change: ' +
