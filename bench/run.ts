@@ -85,7 +85,10 @@ async function main() {
   }
   const minutes = Math.round((Date.now() - startedAt.getTime()) / 600) / 100
   if (only.length === 0) {
-    Object.assign(results.meta, { startedAt: startedAt.toISOString(), minutes, loadAverageAtEnd: loadavg().map((n) => Math.round(n * 100) / 100) })
+    Object.assign(results.meta, {
+      startedAt: startedAt.toISOString(), minutes, loadAverageAtEnd: loadavg().map((n) => Math.round(n * 100) / 100),
+      touchAfterAtEnd: await adapterHasTouchAfter(), uncommittedAtEnd: uncommittedLibraryFiles(),
+    })
   }
   results.stores = STORE_LABELS
   await mkdir(join(__dirname, 'results'), { recursive: true })
@@ -131,14 +134,19 @@ async function describeMachine(mode: string) {
       redis: { version: /redis_version:(\S+)/.exec(redisInfo)?.[1], appendonly: appendonly.appendonly },
       packages: await packageVersions(['connect-pg-simple', 'pg', 'connect-redis', 'redis', 'express', 'express-session', 'postgres', 'autocannon']),
       commit: gitCommit(),
-      // The adapter option the lead is adding; the report says whether this run had it.
-      touchAfter: (await readFile(join(__dirname, '..', 'lib', 'session-store.ts'), 'utf8')).includes('touchAfter'),
+      touchAfter: await adapterHasTouchAfter(),
       uncommitted: uncommittedLibraryFiles(),
     }
   } finally {
     await sql.end({ timeout: 5 })
     if (redis.isOpen) await redis.close()
   }
+}
+
+// The adapter option the lead is adding; the report says whether this run had it
+// (at the start and at the end: HTTP servers load the library when they start).
+async function adapterHasTouchAfter(): Promise<boolean> {
+  return (await readFile(join(__dirname, '..', 'lib', 'session-store.ts'), 'utf8')).includes('touchAfter')
 }
 
 async function packageVersions(names: string[]): Promise<Record<string, string>> {
