@@ -162,8 +162,9 @@ function latestPerKey<T>(inputs: readonly T[], keyOf: (input: T) => string): T[]
   return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, input]) => input)
 }
 
+// Sorted too, for the same reason as latestPerKey.
 function unique(values: readonly string[]): string[] {
-  return [...new Set(values)]
+  return [...new Set(values)].sort()
 }
 
 /**

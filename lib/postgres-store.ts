@@ -59,6 +59,10 @@ export const DEFAULT_QUERY_TIMEOUT = 10_000
 // statement holds locks for long, large enough that a backlog drains quickly.
 const CLEANUP_BATCH_SIZE = 5000
 
+// SQLSTATE 40P01, and how often a statement that lost a deadlock is tried.
+const DEADLOCK_DETECTED = '40P01'
+const DEADLOCK_RETRIES = 3
+
 // setTimeout fires at once for delays beyond a signed 32-bit integer.
 const MAX_TIMER_DELAY = 2 ** 31 - 1
 
@@ -354,8 +358,18 @@ export class PostgresStore {
 
   // Prepared once per connection by postgres.js (unless the instance was created
   // with prepare: false, as behind PgBouncer), then one round trip per call.
-  private run<T extends object = Record<string, unknown>>(query: string, params: unknown[]) {
-    return withTimeout(this.sql.unsafe<T[]>(query, params as any[], { prepare: true }), this.queryTimeout)
+  // A deadlock is retried: batches lock their rows in token order, but an
+  // UPDATE ... FROM or destroyByOwner may still lock two rows in the other
+  // order, and PostgreSQL then aborts one statement. Every statement here is
+  // safe to run again.
+  private async run<T extends object = Record<string, unknown>>(query: string, params: unknown[]) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await withTimeout(this.sql.unsafe<T[]>(query, params as any[], { prepare: true }), this.queryTimeout)
+      } catch (error) {
+        if (attempt >= DEADLOCK_RETRIES || (error as { code?: string }).code !== DEADLOCK_DETECTED) throw error
+      }
+    }
   }
 }
 

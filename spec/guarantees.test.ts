@@ -298,8 +298,9 @@ describeEachBackend('a destroyed session is never resurrected', (backend) => {
     await sql.end({ timeout: 5 })
   })
 
-  it('under thousands of interleavings of commit and touch against delete', async () => {
-    const store = new PostgresStore(sql, { ...backend.storeOptions, table: uniqueTable('race'), cleanupInterval: 0 })
+  // Coalesced, the writes meet as batches; one statement per call, as single rows.
+  it.each([true, false])('under thousands of interleavings of commit and touch against delete (coalesce: %s)', async (coalesce) => {
+    const store = new PostgresStore(sql, { ...backend.storeOptions, coalesce, table: uniqueTable('race'), cleanupInterval: 0 })
     await store.migrate()
     const tokens = Array.from({ length: 1500 }, (_, i) => `race-${i}`)
     await Promise.all(tokens.map((token) => store.commit(token, Buffer.from('v0'), later(HOUR))))

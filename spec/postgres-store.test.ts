@@ -394,6 +394,37 @@ describe('PostgresStore construction', () => {
     }
   })
 
+  describe('a statement that loses a deadlock', () => {
+    // A stand-in for postgres.js whose statements fail with the given codes, then succeed.
+    function failingSql(codes: string[]) {
+      const attempts: string[] = []
+      const sql = Object.assign(() => undefined, {
+        unsafe: (query: string) => {
+          attempts.push(query)
+          const code = codes.shift()
+          return code ? Promise.reject(Object.assign(new Error(`failed with ${code}`), { code })) : Promise.resolve(Object.assign([], { count: 1 }))
+        },
+      }) as unknown as Sql
+      return { sql, attempts }
+    }
+
+    it('is tried again, and the call succeeds', async () => {
+      const { sql, attempts } = failingSql(['40P01', '40P01'])
+      const store = new PostgresStore(sql, { cleanupInterval: 0 })
+      await expect(store.commit('tok', Buffer.from('x'), new Date(Date.now() + HOUR))).resolves.toBeUndefined()
+      expect(attempts).toHaveLength(3)
+    })
+
+    it('fails the call after three deadlocks, and on any other error at once', async () => {
+      const deadlocked = failingSql(['40P01', '40P01', '40P01'])
+      await expect(new PostgresStore(deadlocked.sql, { cleanupInterval: 0 }).delete('tok')).rejects.toMatchObject({ code: '40P01' })
+      expect(deadlocked.attempts).toHaveLength(3)
+      const broken = failingSql(['42P01'])
+      await expect(new PostgresStore(broken.sql, { cleanupInterval: 0 }).delete('tok')).rejects.toMatchObject({ code: '42P01' })
+      expect(broken.attempts).toHaveLength(1)
+    })
+  })
+
   it('arms a timer that does not keep the process alive', () => {
     const refedTimers = () => process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length
     const before = refedTimers()
