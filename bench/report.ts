@@ -330,7 +330,7 @@ fall either side of it in another run. The run may be re-done on a quiet machine
   below, which exist to show what each durability knob buys (see "Durability knobs"). Redis
   runs with appendonly=${m.redis?.appendonly} (a write is acknowledged before it reaches the disk), and
   MemoryStore keeps nothing: both are references, not competitors on durability.
-- The adapter ${m.touchAfter ? `has \`touchAfter\` and runs with its default` : 'has no `touchAfter` option yet (the lead is adding one to lib/session-store.ts): every touch, at store level and on /read, writes'}${m.touchAfterAtEnd !== undefined && m.touchAfterAtEnd !== m.touchAfter ? ' at the start of the run; **lib/session-store.ts changed during the run** (touchAfter ' + (m.touchAfterAtEnd ? 'appeared' : 'went away') + '), so the HTTP servers, started later, may have run the other version' : ''}.
+- ${m.touchAfter ? TOUCH_AFTER_ON : 'The adapter has no `touchAfter` option yet (the lead is adding one to lib/session-store.ts): every touch, at store level and on /read, writes'}${m.touchAfterAtEnd !== undefined && m.touchAfterAtEnd !== m.touchAfter ? ' at the start of the run; **lib/session-store.ts changed during the run** (touchAfter ' + (m.touchAfterAtEnd ? 'appeared' : 'went away') + '), so the HTTP servers, started later, may have run the other version' : ''}.
 
 The stores:
 
@@ -421,6 +421,14 @@ const STORE_NOTES: Partial<Record<StoreName, string>> = {
   unlogged: ': the adapter as shipped on a table made `UNLOGGED` after migrate(); set and touch, and the /write route, only.',
 }
 
+const TOUCH_AFTER_ON = `The adapter has \`touchAfter\` and runs with its default (an hour when this was written,
+  never more than a tenth of the session's lifetime): a touch that would move the stored expiry
+  by less is not written. The adapter knows the stored expiry only for a session its get
+  returned in the same request, so it applies on the /read route, where it skips **every**
+  touch here (the sessions were stored at most minutes earlier, for a day), and not at store
+  level, where touch is called with a fresh session object and always writes: store-level
+  touch measures the write path, /read the skip.`
+
 const DURABILITY = `Every session write of a durable PostgreSQL store waits for its WAL record to reach the disk
 (an fdatasync here). Two settings trade that wait away, each for a stated risk. Neither is a
 library option: both are set by the application, for the session store only.
@@ -448,7 +456,7 @@ since the last snapshot), which is why the relaxed-durability target is set agai
 
 // One paragraph per group of targets, shown when a target of the group was missed.
 const touchAfterState = (r: Results) =>
-  r.meta.touchAfter ? 'touchAfter, on at its default in this run' : 'touchAfter, which the adapter does not have yet'
+  r.meta.touchAfter ? 'touchAfter, on at its default in this run but only for sessions read in the same request' : 'touchAfter, which the adapter does not have yet'
 const WHY: Record<Group, (r: Results) => string> = {
   c1: () => '**c=1.** One call in flight means one statement per call for every PostgreSQL store, with or ' +
     'without coalescing; the stores differ only in client overhead and in how the pool picks a ' +
@@ -469,12 +477,18 @@ const WHY: Record<Group, (r: Results) => string> = {
     'c=16: not waiting for the flush (the synchronous_commit=off and UNLOGGED rows of "Durability ' +
     `knobs", measured beside it), or for touch not writing at all (${touchAfterState(r)}); a second ` +
     'batch in flight (maxInFlight 2) did not help measurably in an earlier side run.',
-  'read-route': (r) => '**HTTP /read.** express-session calls get and then touch on every request: a durable ' +
-    'write per request for every PostgreSQL store, against Redis\'s EXPIRE, which no disk flush waits ' +
-    'for. At 10 connections there are at most 10 touches to batch, so each flush serves few requests. ' +
-    `What would close it: not writing when the expiry would move by little (${touchAfterState(r)}; ` +
-    'connect-mongo has the same option), so the route becomes a pure, batched read ' +
-    '(get-hit alone is several times connect-pg-simple above).',
+  'read-route': (r) => r.meta.touchAfter
+    ? '**HTTP /read.** With touchAfter at its default no touch is written on this route, so each request ' +
+      'is one get: against Redis the gap left is the cost of a PostgreSQL read (a backend round trip, an ' +
+      'index lookup, bytea decoding) against an in-memory GET, on 2 cores shared with the Express app and ' +
+      'autocannon; at 10 connections there is little to batch. What would close it: more cores for the ' +
+      'database, or a cache in front of it, which would be a different product.'
+    : '**HTTP /read.** express-session calls get and then touch on every request: a durable ' +
+      'write per request for every PostgreSQL store, against Redis\'s EXPIRE, which no disk flush waits ' +
+      'for. At 10 connections there are at most 10 touches to batch, so each flush serves few requests. ' +
+      `What would close it: not writing when the expiry would move by little (${touchAfterState(r)}; ` +
+      'connect-mongo has the same option), so the route becomes a pure, batched read ' +
+      '(get-hit alone is several times connect-pg-simple above).',
   relaxed: () => '**Relaxed-durability /write.** With the flush gone the route is bound by CPU and round trips on ' +
     '2 shared cores: per request two statements (get, then an upsert that, the expiry being indexed, ' +
     'adds entries to both indexes), each a round trip to a PostgreSQL backend that competes for the ' +
