@@ -23,6 +23,11 @@ interface CommonOptions {
   serializer?: Serializer
   /** When true, touch does nothing (the expiry then only moves when a session is saved). */
   disableTouch?: boolean
+  /**
+   * Seconds: a touch that would move the stored expiry by less is not written.
+   * Never more than a tenth of the session's lifetime; 0 writes every touch. Default one hour.
+   */
+  touchAfter?: number
   /** Receives errors nobody else sees: unreadable rows, cleanup failures. Default: one line on stderr. */
   onError?: (error: Error) => void
   /** Who a session belongs to (e.g. its user id), or undefined; enables destroyByOwner and listByOwner. */
@@ -80,9 +85,10 @@ export interface OwnedSession {
 export type Callback<T> = (error: any, value?: T) => void
 
 export const DEFAULT_TTL_SECONDS = 24 * 60 * 60
+export const DEFAULT_TOUCH_AFTER_SECONDS = 60 * 60
 
 const OPTION_NAMES = new Set([
-  'sql', 'store', 'connectionString', ...CORE_OPTION_NAMES, 'ttl', 'serializer', 'disableTouch', 'onError', 'owner',
+  'sql', 'store', 'connectionString', ...CORE_OPTION_NAMES, 'ttl', 'serializer', 'disableTouch', 'touchAfter', 'onError', 'owner',
 ])
 
 // fatal: bytes that are not UTF-8 must fail to decode, not turn into U+FFFD.
@@ -94,6 +100,11 @@ export class PostgresSessionStore extends Store {
   private readonly ttl: Ttl
   private readonly serializer: Serializer
   private readonly disableTouch: boolean
+  private readonly touchAfterMs: number
+  // The expiry each session read by get was stored with, keyed by the
+  // req.session express-session builds from it (createSession), so touch can
+  // tell how far it would move. A WeakMap: it lives exactly as long as the request.
+  private readonly storedExpiries = new WeakMap<object, Date>()
   private readonly onError: (error: Error) => void
   private readonly owner: Owner | undefined
   private readonly ownsStore: boolean
@@ -102,10 +113,14 @@ export class PostgresSessionStore extends Store {
   constructor(options: PostgresSessionStoreOptions) {
     super()
     checkOptions(options)
-    const { ttl = DEFAULT_TTL_SECONDS, serializer = JSON, disableTouch = false, onError = logError } = options
+    const {
+      ttl = DEFAULT_TTL_SECONDS, serializer = JSON, disableTouch = false, touchAfter = DEFAULT_TOUCH_AFTER_SECONDS,
+      onError = logError,
+    } = options
     this.ttl = ttl
     this.serializer = serializer
     this.disableTouch = disableTouch
+    this.touchAfterMs = touchAfter * 1000
     this.onError = onError
     this.owner = options.owner
     this.ownsStore = options.store === undefined
@@ -236,6 +251,7 @@ export class PostgresSessionStore extends Store {
       await this.discard(sid, session)
       return null
     }
+    this.storedExpiries.set(session, entry.expiry)
     return withStoredExpiry(session, entry.expiry)
   }
 
@@ -258,7 +274,31 @@ export class PostgresSessionStore extends Store {
     assertToken(sid, 'sid')
     assertSession(session)
     if (this.disableTouch) return
-    await this.store.touch(sid, this.expiryOf(session))
+    const expiry = this.expiryOf(session)
+    if (this.movesLittle(session, expiry)) return
+    await this.store.touch(sid, expiry)
+  }
+
+  /**
+   * express-session builds req.session from what get returned; the adapter
+   * remembers the expiry that session was stored with, for touchAfter.
+   */
+  createSession(req: Parameters<Store['createSession']>[0], data: SessionData): ReturnType<Store['createSession']> {
+    const stored = this.storedExpiries.get(data)
+    const session = super.createSession(req, data)
+    if (stored !== undefined) this.storedExpiries.set(session, stored)
+    return session
+  }
+
+  // True when writing expiry would move the stored one forward by less than
+  // touchAfter, or than a tenth of the session's lifetime: a short session
+  // stays exact, and an active one is rewritten long before it could expire.
+  private movesLittle(session: SessionData, expiry: Date): boolean {
+    const stored = this.storedExpiries.get(session)
+    if (stored === undefined) return false
+    const moved = expiry.getTime() - stored.getTime()
+    const lifetime = expiry.getTime() - Date.now()
+    return moved >= 0 && moved < Math.min(this.touchAfterMs, lifetime / 10)
   }
 
   private async readAll(): Promise<Record<string, SessionData>> {
@@ -422,6 +462,11 @@ function checkOptions(options: unknown): asserts options is PostgresSessionStore
   }
   checkTtl(options.ttl)
   checkSerializer(options.serializer)
+  if (given('touchAfter') && !isSeconds(options.touchAfter)) {
+    throw new (typeof options.touchAfter === 'number' ? RangeError : TypeError)(
+      'touchAfter must be a finite number of seconds, 0 or more',
+    )
+  }
   if (given('disableTouch') && typeof options.disableTouch !== 'boolean') {
     throw new TypeError(`disableTouch must be a boolean, got ${typeOf(options.disableTouch)}`)
   }
@@ -452,7 +497,11 @@ function assertSession(session: unknown): asserts session is SessionData {
 }
 
 function isPositiveSeconds(value: unknown): value is number {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0
+  return isSeconds(value) && value > 0
+}
+
+function isSeconds(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

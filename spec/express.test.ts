@@ -170,7 +170,8 @@ describe.each([
     })
 
     it('rolling: an unchanged request sends the cookie again and moves the stored expiry', async () => {
-      const agent = request.agent(buildApp(createApp, store, { rolling: true, cookie: { maxAge: HOUR } }))
+      const exact = newStore({ touchAfter: 0 })
+      const agent = request.agent(buildApp(createApp, exact, { rolling: true, cookie: { maxAge: HOUR } }))
       const { id } = (await agent.post('/login/ada')).body
       const first = await storedExpiry(id)
       await sleep(1100)
@@ -366,8 +367,9 @@ describe.each([
       expect(late.body.user).toBeUndefined()
     })
 
-    it('each request touches the stored expiry forward, and get shows the new expiry', async () => {
-      const agent = request.agent(buildApp(createApp, store, { cookie: { maxAge: HOUR } }))
+    it('with touchAfter: 0, each request touches the stored expiry forward, and get shows the new expiry', async () => {
+      const exact = newStore({ touchAfter: 0 })
+      const agent = request.agent(buildApp(createApp, exact, { cookie: { maxAge: HOUR } }))
       const { id } = (await agent.post('/login/ada')).body
       const first = await storedExpiry(id)
       await sleep(50)
@@ -376,9 +378,22 @@ describe.each([
       const touched = await storedExpiry(id)
       expect(touched).toBeGreaterThan(first)
       expect(touched).toBeGreaterThanOrEqual(before + HOUR)
-      const found = await store.get(id)
+      const found = await exact.get(id)
       expect(found).toMatchObject({ user: 'ada' })
       expect(new Date(found!.cookie.expires!).getTime()).toBe(touched)
+    })
+
+    it('by default, a request writes its touch only once the expiry moves by a tenth of maxAge', async () => {
+      const agent = request.agent(buildApp(createApp, store, { cookie: { maxAge: 2000 } }))
+      const { id } = (await agent.post('/login/ada')).body
+      const first = await storedExpiry(id)
+      await sleep(50)
+      await agent.get('/peek')
+      expect(await storedExpiry(id)).toBe(first)
+      await sleep(300)
+      const before = Date.now()
+      await agent.get('/peek')
+      expect(await storedExpiry(id)).toBeGreaterThanOrEqual(before + 2000)
     })
 
     it('keeps several sessions apart when they run at once', async () => {

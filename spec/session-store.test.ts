@@ -55,8 +55,7 @@ describeEachBackend('PostgresSessionStore', (backend) => {
     return created
   }
 
-  /** Every row of the table, expired or not, straight from SQL. */
-  // The rows that hold a session. A destroyed session leaves a tombstone with
+  // The rows that hold a session, straight from SQL, expired or not. A destroyed session leaves a tombstone with
   // no data (see the core's tests), which holds none.
   async function rows() {
     return sql.unsafe<{ token: string; data: Buffer; expiry: Date }[]>(
@@ -638,6 +637,68 @@ describeEachBackend('PostgresSessionStore', (backend) => {
       await fresh.migrate()
       await fresh.set('sid', sessionOf({ user: 'ada' }))
       expect(await fresh.get('sid')).toMatchObject({ user: 'ada' })
+    })
+  })
+
+  describe('touchAfter', () => {
+    // What express-session does on a request that only reads the session: get,
+    // build req.session from it, reset the cookie's maxAge, then touch.
+    async function readOnlyRequest(through: PostgresSessionStore, sid: string) {
+      const data = await through.get(sid)
+      const session = through.createSession({ sessionID: sid, sessionStore: through } as any, data!)
+      session.touch()
+      await through.touch(sid, session)
+    }
+    const storedExpiry = async (sid: string) => (await core.findEntry(sid))!.expiry.getTime()
+
+    it('by default skips a touch that would move the expiry by less than a tenth of the lifetime', async () => {
+      await store.set('sid', sessionOf({}, later(HOUR)))
+      const before = await storedExpiry('sid')
+      await sleep(50)
+      await readOnlyRequest(store, 'sid')
+      expect(await storedExpiry('sid')).toBe(before)
+    })
+
+    it('writes the touch of a short session once it moves by a tenth of its lifetime', async () => {
+      await store.set('sid', sessionOf({}, later(2000)))
+      const before = await storedExpiry('sid')
+      await sleep(300)
+      await readOnlyRequest(store, 'sid')
+      expect(await storedExpiry('sid')).toBeGreaterThanOrEqual(before + 250)
+    })
+
+    it('with touchAfter: 0 writes every touch', async () => {
+      const exact = adapter({ touchAfter: 0 })
+      await exact.set('sid', sessionOf({}, later(HOUR)))
+      const before = await storedExpiry('sid')
+      await sleep(50)
+      await readOnlyRequest(exact, 'sid')
+      expect(await storedExpiry('sid')).toBeGreaterThan(before)
+    })
+
+    it('honours a touchAfter smaller than the lifetime cap', async () => {
+      const everySecond = adapter({ touchAfter: 1 })
+      await everySecond.set('sid', sessionOf({}, later(HOUR)))
+      const before = await storedExpiry('sid')
+      await sleep(1100)
+      await readOnlyRequest(everySecond, 'sid')
+      expect(await storedExpiry('sid')).toBeGreaterThan(before + 1000)
+    })
+
+    it('writes a touch for a session it did not read', async () => {
+      await store.set('sid', sessionOf({}, later(HOUR)))
+      const moved = later(HOUR + 1000)
+      await store.touch('sid', sessionOf({}, moved))
+      expect(await storedExpiry('sid')).toBe(moved.getTime())
+    })
+
+    it.each([
+      ['a string', '60', TypeError],
+      ['a negative number', -1, RangeError],
+      ['Infinity', Infinity, RangeError],
+    ])('rejects a touchAfter that is %s', (_, touchAfter, type) => {
+      expect(() => new PostgresSessionStore({ sql, touchAfter } as unknown as PostgresSessionStoreOptions)).toThrow(type)
+      expect(() => new PostgresSessionStore({ sql, touchAfter } as unknown as PostgresSessionStoreOptions)).toThrow(/touchAfter/)
     })
   })
 
