@@ -838,6 +838,27 @@ describe('PostgresSessionStore with a connectionString [PGlite]', () => {
   })
 })
 
+describe('PostgresSessionStore with a connectionString [PostgreSQL server]', () => {
+  // PGlite has no synchronous_commit to speak of; the server shows the setting.
+  const url = process.env.TEST_DATABASE_URL
+  const onServer = url ? it : it.skip
+
+  onServer('synchronousCommit: false sets synchronous_commit = off on the pool it opens', async () => {
+    const relaxed = new PostgresSessionStore({ connectionString: url!, synchronousCommit: false, cleanupInterval: 0 })
+    const durable = new PostgresSessionStore({ connectionString: url!, cleanupInterval: 0 })
+    // ownSql: the pool the adapter opened; asked directly, as nothing else shows a session setting.
+    const setting = async (store: PostgresSessionStore) =>
+      (await (store as unknown as { ownSql: Sql })['ownSql']`SHOW synchronous_commit`)[0].synchronous_commit
+    try {
+      expect(await setting(relaxed)).toBe('off')
+      expect(await setting(durable)).toBe('on')
+    } finally {
+      await relaxed.close()
+      await durable.close()
+    }
+  })
+})
+
 describe('PostgresSessionStore construction', () => {
   // postgres.js connects lazily: this instance never opens a connection.
   const sql = postgres('postgres://nobody@127.0.0.1:1/none')
@@ -884,6 +905,8 @@ describe('PostgresSessionStore construction', () => {
     ['a negative queryTimeout', { sql, queryTimeout: -1 }, RangeError, /queryTimeout/],
     ['a coalesce string', { sql, coalesce: 'no' }, TypeError, /coalesce must be a boolean/],
     ['an empty connectionString', { connectionString: '' }, TypeError, /connectionString/],
+    ['synchronousCommit beside sql', { sql, synchronousCommit: false }, TypeError, /synchronousCommit applies to the pool/],
+    ['a synchronousCommit string', { connectionString: 'postgres://x', synchronousCommit: 'off' }, TypeError, /synchronousCommit must be a boolean/],
     ['a ttl string', { sql, ttl: '1d' }, TypeError, /ttl must be a number/],
     ['a ttl of 0', { sql, ttl: 0 }, RangeError, /ttl must be a positive/],
     ['an infinite ttl', { sql, ttl: Infinity }, RangeError, /ttl/],
