@@ -50,3 +50,8 @@ export function reportSafely(onError: (error: Error) => void, error: unknown): v
     // process from a background timer would be worse than dropping it.
   }
 }
+
+/** The default onError: one line on stderr, naming no session (the library's messages never do). */
+export function logError(error: Error): void {
+  process.stderr.write(`express-session-postgres: ${error.message.replace(/\s+/g, ' ')}\n`)
+}

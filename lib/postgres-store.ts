@@ -2,7 +2,7 @@
 // an expiry per token, compared with the database clock, and a background
 // sweep of expired rows. All of the library's SQL lives in this file.
 import type { Sql, TransactionSql } from 'postgres'
-import { CleanupTimer, reportSafely } from './cleanup.js'
+import { CleanupTimer, logError, reportSafely } from './cleanup.js'
 import { commitCoalescer, deleteCoalescer, findCoalescer, touchCoalescer, type RunQuery } from './coalescer.js'
 import { DecryptionError, Encryption } from './encryption.js'
 import { withTimeout } from './query-timeout.js'
@@ -454,9 +454,4 @@ function checkBoolean(name: string, value: unknown): void {
 
 function toBuffer(data: Uint8Array): Buffer {
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
-}
-
-function logError(error: Error): void {
-  const message = error.message.replace(/\s+/g, ' ')
-  process.stderr.write(`express-session-postgres: ${message}\n`)
 }

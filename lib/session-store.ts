@@ -3,7 +3,7 @@
 // live here; every SQL statement lives in the core, so this file has none.
 import { Store, type SessionData } from 'express-session'
 import postgres, { type Sql } from 'postgres'
-import { reportSafely } from './cleanup.js'
+import { logError, reportSafely } from './cleanup.js'
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js'
 import { assertToken, typeOf } from './validate.js'
 
@@ -520,8 +520,4 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function errorName(error: unknown): string {
   return error instanceof Error ? error.name : typeOf(error)
-}
-
-function logError(error: Error): void {
-  process.stderr.write(`express-session-postgres: ${error.message.replace(/\s+/g, ' ')}\n`)
 }
