@@ -430,12 +430,14 @@ const TOUCH_AFTER_ON = `The adapter has \`touchAfter\` and runs with its default
   touch measures the write path, /read the skip.`
 
 const DURABILITY = `Every session write of a durable PostgreSQL store waits for its WAL record to reach the disk
-(an fdatasync here). Two settings trade that wait away, each for a stated risk. Neither is a
-library option: both are set by the application, for the session store only.
+(an fdatasync here). Two settings trade that wait away, each for a stated risk, for the session
+store only.
 
-- **\`synchronous_commit = off\` on the store's own pool** —
-  \`new PostgresSessionStore({ sql: postgres(url, { connection: { synchronous_commit: 'off' } }) })\`,
-  a pool used for nothing else, so the application's other writes stay durable. A commit returns before its
+- **\`synchronous_commit = off\` on the store's own pool** — the adapter option
+  \`synchronousCommit: false\` (with \`connectionString\`, for the pool the adapter opens), or
+  \`new PostgresSessionStore({ sql: postgres(url, { connection: { synchronous_commit: 'off' } }) })\`
+  with a pool used for nothing else (what the benchmark does), so the application's other writes
+  stay durable. A commit returns before its
   WAL is flushed; the WAL writer flushes within 3 x wal_writer_delay (200 ms by default, so
   about 0.6 s). *Risk:* if the PostgreSQL server or its machine crashes (not the app), the session
   writes acknowledged in that last ~0.6 s are lost. The database stays consistent (no
