@@ -5,6 +5,12 @@
 // network is lost). Core calls and Express requests must fail with an error
 // in bounded time, never crash or leave an unhandled rejection, and succeed
 // again soon after the database returns, with every session still there.
+//
+// postgres.js 3.4.9 itself can crash the process here: a write queued on a
+// connection that closed throws from setImmediate (porsager/postgres#1154,
+// #1208), and the connection then never flushes again. This test found it;
+// patches/postgres+3.4.9.patch (applied by `npm ci` through patch-package)
+// carries the upstream guard, and the README tells users to do the same.
 import type { Server } from 'node:http'
 import { types } from 'node:util'
 import express from 'express'
