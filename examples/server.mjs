@@ -4,7 +4,9 @@
 // By default it starts an embedded PostgreSQL (PGlite) that keeps its data in
 // examples/.data/, so sessions survive a restart. Set DATABASE_URL to use a
 // real server instead. Other settings: PORT (default 3000), SESSION_TABLE
-// (default sessions), SESSION_DATA_DIR (where PGlite keeps its files).
+// (default sessions), SESSION_DATA_DIR (where PGlite keeps its files),
+// SESSION_MAX_AGE_MS (the cookie's maxAge, default one day) and
+// SESSION_CLEANUP_MS (how often expired rows are deleted, default the library's).
 import { createHash } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import express from 'express'
@@ -19,6 +21,9 @@ const TABLE = process.env.SESSION_TABLE || 'sessions'
 const DATA_DIR = process.env.SESSION_DATA_DIR || fileURLToPath(new URL('.data/', import.meta.url))
 // A real app reads its secret from the environment and never commits it.
 const SECRET = process.env.SESSION_SECRET || 'example secret: change me'
+const MAX_AGE = Number(process.env.SESSION_MAX_AGE_MS || 24 * 60 * 60 * 1000)
+// undefined leaves the library's default in place.
+const CLEANUP_INTERVAL = process.env.SESSION_CLEANUP_MS ? Number(process.env.SESSION_CLEANUP_MS) : undefined
 
 const log = (message) => console.log(`[example] ${message}`)
 
@@ -29,7 +34,7 @@ log(embedded ? 'using the embedded PostgreSQL' : 'using the server in DATABASE_U
 const sql = postgres(process.env.DATABASE_URL || embedded.url, { onnotice: () => {} })
 
 // 2. The store, and its table (created only when missing).
-const store = new PostgresSessionStore({ sql, table: TABLE })
+const store = new PostgresSessionStore({ sql, table: TABLE, cleanupInterval: CLEANUP_INTERVAL })
 log(`creating the table "${TABLE}" if it is missing`)
 await store.migrate()
 
@@ -41,7 +46,7 @@ app.use(session({
   secret: SECRET,
   resave: false,             // the store keeps unchanged sessions alive through touch()
   saveUninitialized: false,  // no row for a visitor until there is something to keep
-  cookie: { maxAge: 24 * 60 * 60 * 1000, httpOnly: true, sameSite: 'lax' },
+  cookie: { maxAge: MAX_AGE, httpOnly: true, sameSite: 'lax' },
 }))
 
 // Express 5 passes a rejected promise (say, the database is down) to its error handler.
