@@ -41,6 +41,7 @@ onServer('soak: the example server under a minute of mixed traffic', () => {
   let app: RunningExample
   let trafficEnded = 0
   let lastRequest = 0
+  const summary: Record<string, string | number> = {}
 
   beforeAll(async () => {
     buildLibraryIfStale()
@@ -55,6 +56,7 @@ onServer('soak: the example server under a minute of mixed traffic', () => {
   }, START_TIMEOUT)
 
   afterAll(async () => {
+    console.log(`soak summary: ${Object.entries(summary).map(([name, value]) => `${name} ${value}`).join(', ')}`)
     app?.kill()
     await sql`DROP TABLE IF EXISTS ${sql(table)}`
     await sql.end()
@@ -71,6 +73,7 @@ onServer('soak: the example server under a minute of mixed traffic', () => {
       clearInterval(sampler)
     }
     trafficEnded = Date.now()
+    Object.assign(summary, { requests: ledger.requests, errors: ledger.errors.length })
 
     console.log(`soak: ${ledger.requests} requests in ${((trafficEnded - started) / 1000).toFixed(1)} s, ${ledger.errors.length} errors`)
     expect(ledger.errors).toEqual([])
@@ -85,6 +88,9 @@ onServer('soak: the example server under a minute of mixed traffic', () => {
     const lastMean = mean(steady.slice(-third).map((sample) => sample.bytes))
     console.log(`soak RSS (MB): ${rss.map((sample) => `${sample.second.toFixed(0)}s=${(sample.bytes / MB).toFixed(1)}`).join(' ')}; ` +
       `first third ${(firstMean / MB).toFixed(1)}, last third ${(lastMean / MB).toFixed(1)}, max ${(Math.max(...rss.map((s) => s.bytes)) / MB).toFixed(1)}`)
+    const megabytes = (bytes: number) => (bytes / MB).toFixed(1)
+    summary['RSS MB first/last/max'] = [rss[0], rss[rss.length - 1]].map((s) => megabytes(s.bytes)).join('/') +
+      `/${megabytes(Math.max(...rss.map((s) => s.bytes)))}`
     expect(steady.length).toBeGreaterThanOrEqual(2)
     expect(lastMean - firstMean).toBeLessThan(GROWTH_LIMIT(firstMean))
   })
@@ -103,6 +109,7 @@ onServer('soak: the example server under a minute of mixed traffic', () => {
     const rows = await sql<{ token: string }[]>`SELECT token FROM ${sql(table)} WHERE expiry > now() AND NOT destroyed`
     const heldAlive = rows.filter((row) => alive.has(row.token)).length
     console.log(`soak rows: ${rows.length} active rows, ${alive.size} live sessions held by the clients (${heldAlive} of them match)`)
+    summary['rows vs live sessions'] = `${rows.length} vs ${alive.size}`
     expect(unclear).toBe(0)
     expect(alive.size).toBe(refreshers.length)
     expect(rows.length).toBe(alive.size)
