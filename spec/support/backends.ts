@@ -74,3 +74,18 @@ function requiredEnv(name: string): string {
   if (!value) throw new Error(`${name} is not set: run the tests through jest (spec/support/global-setup.mjs sets it)`)
   return value
 }
+
+/**
+ * A postgres.js instance on backend for the enclosing describe block:
+ * connected before its first test, ended after its last. Call the result to get it.
+ */
+export function connectForSuite(backend: Backend, options?: Options<{}>): () => Sql {
+  let sql: Sql | undefined
+  beforeAll(() => {
+    sql = backend.connect(options)
+  })
+  afterAll(async () => {
+    await sql?.end({ timeout: 5 })
+  })
+  return () => sql!
+}
