@@ -49,7 +49,11 @@ describe('PostgresStore on pg-mem', () => {
     ['a NUL byte', Buffer.from([0x00])],
     ['invalid UTF-8', Buffer.from([0xff, 0xfe, 0x00, 0x80])],
     ['an empty buffer', Buffer.alloc(0)],
-    ['1 MiB of random bytes', randomBytes(1024 * 1024)],
+    // 256 KiB: once, under heavy machine load, 1 MiB of random bytes overflowed
+    // the stack somewhere in pg-mem's or pg-server's handling of the message
+    // (not reproduced in 15 tries alone). The core contract suite still sends
+    // 1 MiB through this harness, and through every real backend.
+    ['256 KiB of random bytes', randomBytes(256 * 1024)],
   ])('binary data comes back byte for byte: %s', async (_, data) => {
     await store.commit('binary', data, inAnHour())
     const found = await store.find('binary')
