@@ -312,6 +312,9 @@ export class PostgresStore {
       // Two processes racing through CREATE TABLE IF NOT EXISTS can both miss the
       // table and one then fails on a catalog unique index: take turns instead.
       await tx.unsafe('SELECT pg_advisory_xact_lock(hashtext($1))', [this.lockKey('migrate')])
+      // IF NOT EXISTS reports every object it skips as a NOTICE, which
+      // postgres.js prints by default: an upgrade is not worth that noise.
+      await tx.unsafe('SET LOCAL client_min_messages = warning')
       await tx.unsafe(schemaFor(this.tableName))
     })
   }
