@@ -10,6 +10,7 @@
 // and a delete of the same token, or two commits with maxInFlight > 1) may
 // reach it in either order, as they may through any pool.
 
+import type { Entry } from './postgres-store.js'
 import { typeOf } from './validate.js'
 
 /** Runs one batch: one output per input, in the same order. */
@@ -86,10 +87,6 @@ export class Coalescer<Input, Output> {
 /** Runs one prepared statement and resolves to its rows and row count: the core's `run`. */
 export type RunQuery = <Row extends object>(query: string, params: unknown[]) => Promise<Row[] & { count: number }>
 
-export interface Entry {
-  data: Buffer
-  expiry: Date
-}
 
 /** The core's `find` parameters: the stored key. */
 export type FindParams = [key: string]

@@ -191,12 +191,8 @@ export class PostgresStore {
    * the rows all() leaves out left out; none gives an empty Map.
    */
   async allEntries(): Promise<Map<string, Entry>> {
-    const entries = new Map<string, Entry>()
-    for (const row of await this.run<KeyRow>(this.queries.all, [])) {
-      const data = this.open(row.data, row.token)
-      if (data !== null) entries.set(row.token, { data, expiry: row.expiry })
-    }
-    return entries
+    const rows = this.readable(await this.run<KeyRow>(this.queries.all, []))
+    return new Map([...rows].map((row) => [row.token, { data: row.data, expiry: row.expiry }]))
   }
 
   /**
@@ -207,10 +203,7 @@ export class PostgresStore {
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError('batchSize must be a whole number from 1')
     const cursor = this.sql.unsafe<KeyRow[]>(this.queries.all, [], { prepare: true }).cursor(batchSize)
     for await (const rows of cursor) {
-      for (const row of rows) {
-        const data = this.open(row.data, row.token)
-        if (data !== null) yield [row.token, data]
-      }
+      for (const row of this.readable(rows)) yield [row.token, row.data]
     }
   }
 
@@ -239,12 +232,7 @@ export class PostgresStore {
    */
   async listByOwner(owner: string): Promise<OwnedEntry[]> {
     assertToken(owner, 'owner')
-    const owned: OwnedEntry[] = []
-    for (const row of await this.run<OwnedEntry>(this.queries.listByOwner, [owner])) {
-      const data = this.open(row.data, row.token)
-      if (data !== null) owned.push({ token: row.token, data, expiry: row.expiry, created: row.created })
-    }
-    return owned
+    return [...this.readable(await this.run<OwnedEntry>(this.queries.listByOwner, [owner]))]
   }
 
   /**
@@ -272,7 +260,7 @@ export class PostgresStore {
   async deleteExpired(): Promise<number> {
     let total = 0
     for (;;) {
-      const removed = await withTimeout(this.sql.begin((tx) => this.deleteExpiredBatch(tx)), this.queryTimeout)
+      const removed = await this.withDeadline(this.sql.begin((tx) => this.deleteExpiredBatch(tx)))
       if (removed === null) return total
       total += removed
       if (removed < CLEANUP_BATCH_SIZE) return total
@@ -338,6 +326,14 @@ export class PostgresStore {
     return this.encryption === null ? toBuffer(data) : this.encryption.seal(data, key)
   }
 
+  /** Rows with their data decrypted; a row that does not decrypt is left out (and reported). */
+  private *readable<Row extends { token: string; data: Buffer }>(rows: Iterable<Row>): Generator<Row> {
+    for (const row of rows) {
+      const data = this.open(row.data, row.token)
+      if (data !== null) yield { ...row, data }
+    }
+  }
+
   // A row that does not decrypt reads as missing: a rotated-out secret or a
   // tampered row must not end the request. It stays in the table, so a
   // configuration mistake can be fixed without losing sessions.
@@ -355,7 +351,7 @@ export class PostgresStore {
   // A call waiting for its batch is bounded too, not only the statement: the
   // caller hears about an outage within queryTimeout of calling. (A write that
   // timed out may still be applied when the database answers.)
-  private withDeadline<T>(call: Promise<T>): Promise<T> {
+  private withDeadline<T>(call: PromiseLike<T>): Promise<T> {
     return withTimeout(call, this.queryTimeout)
   }
 
@@ -368,7 +364,7 @@ export class PostgresStore {
   private async run<T extends object = Record<string, unknown>>(query: string, params: unknown[]) {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await withTimeout(this.sql.unsafe<T[]>(query, params as any[], { prepare: true }), this.queryTimeout)
+        return await this.withDeadline(this.sql.unsafe<T[]>(query, params as any[], { prepare: true }))
       } catch (error) {
         if (attempt >= DEADLOCK_RETRIES || (error as { code?: string }).code !== DEADLOCK_DETECTED) throw error
       }
