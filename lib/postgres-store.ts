@@ -1,9 +1,11 @@
-// PostgresStore: scs's pgxstore on postgres.js. A token -> bytes store with
-// an expiry per token, compared with the database clock, and a background
-// sweep of expired rows. All of the library's SQL lives in this file.
-import type { Sql, TransactionSql } from 'postgres'
+// PostgresStore: scs's pgxstore on postgres.js or node-postgres. A token ->
+// bytes store with an expiry per token, compared with the database clock, and
+// a background sweep of expired rows. All of the library's SQL lives in this
+// file; it reaches the database through a driver (lib/drivers/).
 import { CleanupTimer, logError, reportSafely } from './cleanup.js'
 import { commitCoalescer, deleteCoalescer, findCoalescer, touchCoalescer, type RunQuery } from './coalescer.js'
+import { driverFor, type Client } from './drivers/detect.js'
+import type { Driver, Queryable } from './drivers/driver.js'
 import { DecryptionError, Encryption } from './encryption.js'
 import { withTimeout } from './query-timeout.js'
 import { SCHEMA_VERSION, schemaFor, versionOf } from './schema.js'
@@ -30,6 +32,12 @@ export interface PostgresStoreOptions {
   queryTimeout?: number
   /** Send concurrent finds, commits, touches and deletes as one statement per kind while one is in flight. Default true. */
   coalesce?: boolean
+  /**
+   * Prepare each statement once per connection. Set false behind PgBouncer in
+   * transaction mode (before 1.21), which hands each transaction to any server
+   * connection. A postgres.js instance created with prepare: false never prepares. Default true.
+   */
+  prepare?: boolean
 }
 
 /** A row as find and listByOwner see it. */
@@ -71,7 +79,7 @@ type CountRow = { count: number | string | bigint }
 
 export class PostgresStore {
   readonly table: string
-  private readonly sql: Sql
+  private readonly driver: Driver
   private readonly tableName: TableName
   private readonly queries: ReturnType<typeof buildQueries>
   private readonly cleanup: CleanupTimer
@@ -87,17 +95,15 @@ export class PostgresStore {
   private readonly touches
   private readonly deletes
 
-  constructor(sql: Sql<any>, options: PostgresStoreOptions = {}) {
-    if (typeof sql !== 'function' || typeof (sql as Partial<Sql>).unsafe !== 'function') {
-      throw new TypeError('PostgresStore needs a postgres.js instance: new PostgresStore(postgres(url))')
-    }
+  /** client: a postgres.js instance (`postgres(url)`) or a node-postgres pool (`new pg.Pool()`), which the store never ends. */
+  constructor(client: Client, options: PostgresStoreOptions = {}) {
     if (options === null || typeof options !== 'object') {
       throw new TypeError(`options must be an object, got ${typeOf(options)}`)
     }
     const {
       table = 'sessions', cleanupInterval = DEFAULT_CLEANUP_INTERVAL, onError = logError,
       tombstones = true, absoluteTimeout, hashTokens = false, secret,
-      queryTimeout = DEFAULT_QUERY_TIMEOUT, coalesce = true,
+      queryTimeout = DEFAULT_QUERY_TIMEOUT, coalesce = true, prepare = true,
     } = options
     checkMilliseconds('cleanupInterval', cleanupInterval, 0, MAX_TIMER_DELAY)
     checkMilliseconds('queryTimeout', queryTimeout, 0, MAX_TIMER_DELAY)
@@ -106,8 +112,9 @@ export class PostgresStore {
     checkBoolean('tombstones', tombstones)
     checkBoolean('hashTokens', hashTokens)
     checkBoolean('coalesce', coalesce)
+    checkBoolean('prepare', prepare)
 
-    this.sql = sql
+    this.driver = driverFor(client, { prepare, queryTimeout })
     this.tableName = parseTableName(table)
     this.table = this.tableName.name
     this.queries = buildQueries(this.tableName.quoted, tombstones)
@@ -201,7 +208,7 @@ export class PostgresStore {
    */
   async *iterate(batchSize = 1000): AsyncGenerator<[string, Buffer]> {
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError('batchSize must be a whole number from 1')
-    const cursor = this.sql.unsafe<KeyRow[]>(this.queries.all, [], { prepare: true }).cursor(batchSize)
+    const cursor = this.driver.cursor<KeyRow>(this.queries.all, [], batchSize)
     for await (const rows of cursor) {
       for (const row of this.readable(rows)) yield [row.token, row.data]
     }
@@ -260,7 +267,7 @@ export class PostgresStore {
   async deleteExpired(): Promise<number> {
     let total = 0
     for (;;) {
-      const removed = await this.withDeadline(this.sql.begin((tx) => this.deleteExpiredBatch(tx)))
+      const removed = await this.withDeadline(this.driver.transaction((tx) => this.deleteExpiredBatch(tx)))
       if (removed === null) return total
       total += removed
       if (removed < CLEANUP_BATCH_SIZE) return total
@@ -271,10 +278,10 @@ export class PostgresStore {
   // advisory lock: stores sharing the table take turns instead of deleting the
   // same rows at once, and a lock can never outlive its transaction (or leak
   // to another client through a pooler, as session locks do behind PgBouncer).
-  private async deleteExpiredBatch(tx: TransactionSql): Promise<number | null> {
-    const [{ locked }] = await tx.unsafe<{ locked: boolean }[]>(this.queries.tryCleanupLock, [this.lockKey('cleanup')], { prepare: true })
+  private async deleteExpiredBatch(tx: Queryable): Promise<number | null> {
+    const [{ locked }] = await tx.query<{ locked: boolean }>(this.queries.tryCleanupLock, [this.lockKey('cleanup')])
     if (!locked) return null
-    const result = await tx.unsafe(this.queries.deleteExpiredBatch, [CLEANUP_BATCH_SIZE], { prepare: true })
+    const result = await tx.query(this.queries.deleteExpiredBatch, [CLEANUP_BATCH_SIZE])
     return result.count
   }
 
@@ -296,14 +303,14 @@ export class PostgresStore {
   async migrate(): Promise<void> {
     // Checked first: the DDL locks the table, which a busy table should not pay at every start.
     if ((await this.schemaVersion()) >= SCHEMA_VERSION) return
-    await this.sql.begin(async (tx) => {
+    await this.driver.transaction(async (tx) => {
       // Two processes racing through CREATE TABLE IF NOT EXISTS can both miss the
       // table and one then fails on a catalog unique index: take turns instead.
-      await tx.unsafe('SELECT pg_advisory_xact_lock(hashtext($1))', [this.lockKey('migrate')])
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [this.lockKey('migrate')])
       // IF NOT EXISTS reports every object it skips as a NOTICE, which
       // postgres.js prints by default: an upgrade is not worth that noise.
-      await tx.unsafe('SET LOCAL client_min_messages = warning')
-      await tx.unsafe(schemaFor(this.tableName))
+      await tx.query('SET LOCAL client_min_messages = warning')
+      await tx.query(schemaFor(this.tableName))
     })
   }
 
@@ -355,16 +362,15 @@ export class PostgresStore {
     return withTimeout(call, this.queryTimeout)
   }
 
-  // Prepared once per connection by postgres.js (unless the instance was created
-  // with prepare: false, as behind PgBouncer), then one round trip per call.
-  // A deadlock is retried: batches lock their rows in token order, but an
+  // Prepared once per connection by the driver (unless prepare is false, as
+  // behind PgBouncer), then one round trip per call. A deadlock is retried: batches lock their rows in token order, but an
   // UPDATE ... FROM or destroyByOwner may still lock two rows in the other
   // order, and PostgreSQL then aborts one statement. Every statement here is
   // safe to run again.
   private async run<T extends object = Record<string, unknown>>(query: string, params: unknown[]) {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.withDeadline(this.sql.unsafe<T[]>(query, params as any[], { prepare: true }))
+        return await this.withDeadline(this.driver.query<T>(query, params))
       } catch (error) {
         if (attempt >= DEADLOCK_RETRIES || (error as { code?: string }).code !== DEADLOCK_DETECTED) throw error
       }

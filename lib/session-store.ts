@@ -2,8 +2,10 @@
 // The rules of express-session (cookie expiry, ttl, serialization, callbacks)
 // live here; every SQL statement lives in the core, so this file has none.
 import { Store, type SessionData } from 'express-session'
-import postgres, { type Sql } from 'postgres'
+import type { Sql } from 'postgres'
 import { logError, reportSafely } from './cleanup.js'
+import { isPgPool, type PgPool } from './drivers/node-postgres.js'
+import { isPostgresJs } from './drivers/postgres-js.js'
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js'
 import { assertToken, typeOf } from './validate.js'
 
@@ -38,7 +40,7 @@ interface CommonOptions {
 type CoreOptions = Omit<PostgresStoreOptions, 'onError'>
 
 const CORE_OPTION_NAMES = [
-  'table', 'cleanupInterval', 'tombstones', 'absoluteTimeout', 'hashTokens', 'secret', 'queryTimeout', 'coalesce',
+  'table', 'cleanupInterval', 'tombstones', 'absoluteTimeout', 'hashTokens', 'secret', 'queryTimeout', 'coalesce', 'prepare',
 ] as const satisfies readonly (keyof CoreOptions)[]
 
 /** Settings for the pool the adapter opens itself. */
@@ -53,9 +55,10 @@ interface OwnPoolOptions {
 /** Exactly one way to reach PostgreSQL. */
 export type PostgresSessionStoreOptions = CommonOptions &
   (
-    | (CoreOptions & { sql: Sql<any>; store?: never; connectionString?: never; synchronousCommit?: never })
-    | (CoreOptions & OwnPoolOptions & { connectionString: string; sql?: never; store?: never })
-    | ({ store: PostgresStore; sql?: never; connectionString?: never; synchronousCommit?: never } & {
+    | (CoreOptions & { sql: Sql<any>; pool?: never; store?: never; connectionString?: never; synchronousCommit?: never })
+    | (CoreOptions & { pool: PgPool; sql?: never; store?: never; connectionString?: never; synchronousCommit?: never })
+    | (CoreOptions & OwnPoolOptions & { connectionString: string; sql?: never; pool?: never; store?: never })
+    | ({ store: PostgresStore; sql?: never; pool?: never; connectionString?: never; synchronousCommit?: never } & {
         [name in keyof CoreOptions]?: never
       })
   )
@@ -79,7 +82,7 @@ export const DEFAULT_TTL_SECONDS = 24 * 60 * 60
 export const DEFAULT_TOUCH_AFTER_SECONDS = 60 * 60
 
 const OPTION_NAMES = new Set([
-  'sql', 'store', 'connectionString', 'synchronousCommit', ...CORE_OPTION_NAMES, 'ttl', 'serializer', 'disableTouch', 'touchAfter', 'onError', 'owner',
+  'sql', 'pool', 'store', 'connectionString', 'synchronousCommit', ...CORE_OPTION_NAMES, 'ttl', 'serializer', 'disableTouch', 'touchAfter', 'onError', 'owner',
 ])
 
 // fatal: bytes that are not UTF-8 must fail to decode, not turn into U+FFFD.
@@ -116,7 +119,7 @@ export class PostgresSessionStore extends Store {
     this.owner = options.owner
     this.ownsStore = options.store === undefined
     this.ownSql = options.connectionString === undefined ? undefined : ownPool(options.connectionString, options)
-    this.store = options.store ?? new PostgresStore((options.sql ?? this.ownSql)!, coreOptionsOf(options))
+    this.store = options.store ?? new PostgresStore((options.sql ?? options.pool ?? this.ownSql)!, coreOptionsOf(options))
   }
 
   /**
@@ -222,7 +225,7 @@ export class PostgresSessionStore extends Store {
 
   /**
    * Stops the cleanup timer of the core this adapter created and ends the pool
-   * it opened for connectionString. A caller's sql or store is left running; calling close again does nothing.
+   * it opened for connectionString. A caller's sql, pool or store is left running; calling close again does nothing.
    */
   close(): Promise<void>
   close(callback: Callback<void>): void
@@ -429,7 +432,9 @@ function coreOptionsOf(options: PostgresSessionStoreOptions): PostgresStoreOptio
 
 // The pool the adapter opens for connectionString: reconnects within half a
 // second once the database is back (postgres.js waits up to 20 s by default).
+// postgres.js is loaded only here, so a pg user need not install it.
 function ownPool(connectionString: string, { synchronousCommit = true }: OwnPoolOptions): Sql {
+  const postgres: typeof import('postgres') = require('postgres')
   return postgres(connectionString, {
     onnotice: () => {},
     connect_timeout: 5,
@@ -446,9 +451,9 @@ function checkOptions(options: unknown): asserts options is PostgresSessionStore
     if (!OPTION_NAMES.has(name)) throw new TypeError(`unknown option "${name}"`)
   }
   const given = (name: string) => options[name] !== undefined
-  const sources = ['sql', 'store', 'connectionString'].filter(given)
+  const sources = ['sql', 'pool', 'store', 'connectionString'].filter(given)
   if (sources.length !== 1) {
-    throw new TypeError(`PostgresSessionStore needs exactly one of sql, store or connectionString, got ${sources.length}`)
+    throw new TypeError(`PostgresSessionStore needs exactly one of sql, pool, store or connectionString, got ${sources.length}`)
   }
   if (given('store')) {
     if (!(options.store instanceof PostgresStore)) {
@@ -457,6 +462,12 @@ function checkOptions(options: unknown): asserts options is PostgresSessionStore
     for (const name of CORE_OPTION_NAMES.filter(given)) {
       throw new TypeError(`${name} configures the PostgresStore: set it there, not beside store`)
     }
+  }
+  if (given('sql') && !isPostgresJs(options.sql)) {
+    throw new TypeError(`sql must be a postgres.js instance such as postgres(url), got ${typeOf(options.sql)}`)
+  }
+  if (given('pool') && !isPgPool(options.pool)) {
+    throw new TypeError(`pool must be a node-postgres pool such as new pg.Pool(), got ${typeOf(options.pool)}`)
   }
   if (given('connectionString') && (typeof options.connectionString !== 'string' || options.connectionString === '')) {
     throw new TypeError(`connectionString must be a non-empty string, got ${typeOf(options.connectionString)}`)

@@ -7,7 +7,7 @@ import request from 'supertest'
 import { PostgresStore } from '../lib/postgres-store'
 import { PostgresSessionStore, type PostgresSessionStoreOptions } from '../lib/session-store'
 import { hashToken } from '../lib/tokens'
-import { describeEachBackend, uniqueTable } from './support/backends'
+import { describeEachBackend, driverBackends, uniqueTable, type Connection } from './support/backends'
 
 // The package alias express4 has no types of its own; its API is Express 5's for what is used here.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -107,6 +107,7 @@ describe.each([
   ['Express 5', express],
 ])('%s', (_, createApp) => {
   describeEachBackend('with PostgresSessionStore', (backend) => {
+    let db: Connection
     let sql: Sql
     let core: PostgresStore
     let store: PostgresSessionStore
@@ -115,7 +116,7 @@ describe.each([
     /** A store on this test's table. */
     function newStore(options: Partial<PostgresSessionStoreOptions> = {}) {
       const created = new PostgresSessionStore({
-        sql, table: core.table, cleanupInterval: 0, ...backend.storeOptions, ...options,
+        ...db.source, table: core.table, cleanupInterval: 0, ...backend.storeOptions, ...options,
       } as PostgresSessionStoreOptions)
       stores.push(created)
       return created
@@ -134,10 +135,11 @@ describe.each([
     }
 
     beforeAll(() => {
-      sql = backend.connect()
+      db = backend.open()
+      sql = db.sql
     })
     beforeEach(async () => {
-      core = new PostgresStore(sql, { table: uniqueTable('express'), cleanupInterval: 0, ...backend.storeOptions })
+      core = new PostgresStore(db.client, { table: uniqueTable('express'), cleanupInterval: 0, ...backend.storeOptions })
       await core.migrate()
       store = newStore()
     })
@@ -148,7 +150,7 @@ describe.each([
       await sql`DROP TABLE IF EXISTS ${sql(core.table)}`
     })
     afterAll(async () => {
-      await sql.end({ timeout: 5 })
+      await db.end()
     })
 
     it('logs in, counts visits, logs out', async () => {
@@ -424,5 +426,5 @@ describe.each([
       expect(await store.length()).toBe(0)
       expect(await store.all()).toEqual({})
     })
-  })
+  }, driverBackends)
 })

@@ -4,7 +4,7 @@ import { DecryptionError } from '../lib/encryption'
 import { PostgresStore, type PostgresStoreOptions } from '../lib/postgres-store'
 import { parseTableName } from '../lib/table'
 import { hashToken } from '../lib/tokens'
-import { connectForSuite, describeEachBackend, realBackends, uniqueTable } from './support/backends'
+import { connectForSuite, describeEachBackend, driverBackends, realDriverBackends, uniqueTable } from './support/backends'
 
 const HOUR = 3600_000
 const later = (ms: number) => new Date(Date.now() + ms)
@@ -12,18 +12,18 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const SECRET = 'a secret of at least sixteen characters'
 
 describeEachBackend('PostgresStore guarantees', (backend) => {
-  const sql = connectForSuite(backend)
+  const db = connectForSuite(backend)
   const stores: PostgresStore[] = []
 
   async function newStore(options: PostgresStoreOptions = {}) {
-    const store = new PostgresStore(sql(), { ...backend.storeOptions, table: uniqueTable(), cleanupInterval: 0, ...options })
+    const store = new PostgresStore(db().client, { ...backend.storeOptions, table: uniqueTable(), cleanupInterval: 0, ...options })
     stores.push(store)
     await store.migrate()
     return store
   }
 
   async function rawRows(store: PostgresStore) {
-    return sql().unsafe<{ token: string; data: Buffer; expiry: Date; created: Date; owner: string | null; destroyed: boolean }[]>(
+    return db().sql.unsafe<{ token: string; data: Buffer; expiry: Date; created: Date; owner: string | null; destroyed: boolean }[]>(
       `SELECT token, data, expiry, created, owner, destroyed FROM ${parseTableName(store.table).quoted} ORDER BY token`,
     )
   }
@@ -209,10 +209,10 @@ describeEachBackend('PostgresStore guarantees', (backend) => {
     it('rotates: a store with a new first secret reads old rows and writes with the new one', async () => {
       const old = await newStore({ secret: 'the old secret, sixteen+ chars' })
       await old.commit('tok', Buffer.from('v1'), later(HOUR))
-      const rotated = new PostgresStore(sql(), { ...backend.storeOptions, table: old.table, cleanupInterval: 0, secret: [SECRET, 'the old secret, sixteen+ chars'] })
+      const rotated = new PostgresStore(db().client, { ...backend.storeOptions, table: old.table, cleanupInterval: 0, secret: [SECRET, 'the old secret, sixteen+ chars'] })
       expect(await rotated.find('tok')).toEqual(Buffer.from('v1'))
       await rotated.commit('tok', Buffer.from('v2'), later(HOUR))
-      const onlyNew = new PostgresStore(sql(), { ...backend.storeOptions, table: old.table, cleanupInterval: 0, secret: SECRET })
+      const onlyNew = new PostgresStore(db().client, { ...backend.storeOptions, table: old.table, cleanupInterval: 0, secret: SECRET })
       expect(await onlyNew.find('tok')).toEqual(Buffer.from('v2'))
     })
 
@@ -221,9 +221,9 @@ describeEachBackend('PostgresStore guarantees', (backend) => {
       const store = await newStore({ secret: SECRET, onError: (error) => errors.push(error) })
       await store.commit('victim', Buffer.from(marker), later(HOUR))
       const table = parseTableName(store.table).quoted
-      await sql().unsafe(`INSERT INTO ${table} (token, data, expiry) SELECT 'attacker', data, expiry FROM ${table} WHERE token = 'victim'`)
+      await db().sql.unsafe(`INSERT INTO ${table} (token, data, expiry) SELECT 'attacker', data, expiry FROM ${table} WHERE token = 'victim'`)
       expect(await store.find('attacker')).toBeNull()
-      await sql().unsafe(`UPDATE ${table} SET data = overlay(data placing '\\xff'::bytea from 30 for 1) WHERE token = 'victim'`)
+      await db().sql.unsafe(`UPDATE ${table} SET data = overlay(data placing '\\xff'::bytea from 30 for 1) WHERE token = 'victim'`)
       expect(await store.find('victim')).toBeNull()
       expect(await store.all()).toEqual(new Map())
       expect(errors.length).toBeGreaterThanOrEqual(3)
@@ -234,14 +234,14 @@ describeEachBackend('PostgresStore guarantees', (backend) => {
       expect(await rawRows(store)).toHaveLength(2)
     })
   })
-})
+}, driverBackends)
 
 // pg-mem has no table comments (obj_description), where the version is recorded.
 describeEachBackend('migrate', (backend) => {
-  const sql = connectForSuite(backend)
+  const db = connectForSuite(backend)
 
   it('reports 0 for a missing table and 2 for a new one', async () => {
-    const store = new PostgresStore(sql(), { ...backend.storeOptions, table: uniqueTable(), cleanupInterval: 0 })
+    const store = new PostgresStore(db().client, { ...backend.storeOptions, table: uniqueTable(), cleanupInterval: 0 })
     expect(await store.schemaVersion()).toBe(0)
     await store.migrate()
     expect(await store.schemaVersion()).toBe(2)
@@ -251,16 +251,16 @@ describeEachBackend('migrate', (backend) => {
     const table = uniqueTable('v1')
     const quoted = parseTableName(table).quoted
     // pgxstore's table, as version 1 of schema.sql created it.
-    await sql().unsafe(`CREATE TABLE ${quoted} (token TEXT PRIMARY KEY, data BYTEA NOT NULL, expiry TIMESTAMPTZ NOT NULL)`)
-    await sql().unsafe(`CREATE INDEX ON ${quoted} (expiry)`)
+    await db().sql.unsafe(`CREATE TABLE ${quoted} (token TEXT PRIMARY KEY, data BYTEA NOT NULL, expiry TIMESTAMPTZ NOT NULL)`)
+    await db().sql.unsafe(`CREATE INDEX ON ${quoted} (expiry)`)
     const sessions = Array.from({ length: 300 }, (_, i) => ({ token: `t${i}`, data: Buffer.from([i % 256, 0, 255]) }))
-    const v1 = new PostgresStore(sql(), { ...backend.storeOptions, table, cleanupInterval: 0 })
+    const v1 = new PostgresStore(db().client, { ...backend.storeOptions, table, cleanupInterval: 0 })
     expect(await v1.schemaVersion()).toBe(1)
     for (const { token, data } of sessions) {
-      await sql().unsafe(`INSERT INTO ${quoted} (token, data, expiry) VALUES ($1, $2, $3)`, [token, data, later(HOUR)])
+      await db().sql.unsafe(`INSERT INTO ${quoted} (token, data, expiry) VALUES ($1, $2, $3)`, [token, data, later(HOUR)])
     }
 
-    const racing = Array.from({ length: 4 }, () => new PostgresStore(sql(), { ...backend.storeOptions, table, cleanupInterval: 0 }))
+    const racing = Array.from({ length: 4 }, () => new PostgresStore(db().client, { ...backend.storeOptions, table, cleanupInterval: 0 }))
     await Promise.all(racing.map((store) => store.migrate()))
     await racing[0].migrate()
 
@@ -271,16 +271,16 @@ describeEachBackend('migrate', (backend) => {
     await racing[2].commit('t0', Buffer.from('owned'), later(HOUR), 'ada')
     expect((await racing[2].listByOwner('ada')).map((entry) => entry.token)).toEqual(['t0'])
   })
-}, realBackends)
+}, realDriverBackends)
 
 // Thousands of interleavings need a server with real row locks and real
 // concurrency: pg-mem runs one statement at a time, and PGlite has a single backend.
 describeEachBackend('a destroyed session is never resurrected', (backend) => {
-  const sql = connectForSuite(backend, { max: 16 })
+  const db = connectForSuite(backend, { max: 16 })
 
   // Coalesced, the writes meet as batches; one statement per call, as single rows.
   it.each([true, false])('under thousands of interleavings of commit and touch against delete (coalesce: %s)', async (coalesce) => {
-    const store = new PostgresStore(sql(), { ...backend.storeOptions, coalesce, table: uniqueTable('race'), cleanupInterval: 0 })
+    const store = new PostgresStore(db().client, { ...backend.storeOptions, coalesce, table: uniqueTable('race'), cleanupInterval: 0 })
     await store.migrate()
     const tokens = Array.from({ length: 1500 }, (_, i) => `race-${i}`)
     await Promise.all(tokens.map((token) => store.commit(token, Buffer.from('v0'), later(HOUR))))
@@ -307,15 +307,15 @@ describeEachBackend('a destroyed session is never resurrected', (backend) => {
     expect(survivors).toHaveLength(0)
     expect(await store.count()).toBe(0)
   })
-}, realBackends.filter((backend) => backend.name !== 'PGlite'))
+}, realDriverBackends.filter((backend) => backend.name !== 'PGlite'))
 
 // Advisory locks need separate backends: PGlite runs every connection in one,
 // and pg-mem has none (its stub always grants the lock).
 describeEachBackend('stores sharing a table sweep one at a time', (backend) => {
-  const sql = connectForSuite(backend)
+  const db = connectForSuite(backend)
 
   it('a sweep that finds another store sweeping deletes nothing and resolves 0', async () => {
-    const store = new PostgresStore(sql(), { ...backend.storeOptions, table: uniqueTable('sweep'), cleanupInterval: 0 })
+    const store = new PostgresStore(db().client, { ...backend.storeOptions, table: uniqueTable('sweep'), cleanupInterval: 0 })
     await store.migrate()
     for (let i = 0; i < 3; i++) await store.commit(`old-${i}`, Buffer.from('x'), new Date(Date.now() - 1000))
 
@@ -324,7 +324,7 @@ describeEachBackend('stores sharing a table sweep one at a time', (backend) => {
     let locked!: () => void
     const isLocked = new Promise<void>((resolve) => (locked = resolve))
     // Another store's sweep, holding the table's cleanup lock in its transaction.
-    const otherSweep = sql().begin(async (tx) => {
+    const otherSweep = db().sql.begin(async (tx) => {
       await tx.unsafe('SELECT pg_advisory_xact_lock(hashtext($1))', [`express-session-postgres:cleanup:${store.table}`])
       locked()
       await held
@@ -335,13 +335,13 @@ describeEachBackend('stores sharing a table sweep one at a time', (backend) => {
     await otherSweep
     expect(await store.deleteExpired()).toBe(3)
   })
-}, realBackends.filter((backend) => backend.name !== 'PGlite'))
+}, realDriverBackends.filter((backend) => backend.name !== 'PGlite'))
 
 describeEachBackend('iterate', (backend) => {
-  const sql = connectForSuite(backend)
+  const db = connectForSuite(backend)
 
   it('yields every active session, in batches, and nothing else', async () => {
-    const store = new PostgresStore(sql(), { ...backend.storeOptions, table: uniqueTable('iter'), cleanupInterval: 0 })
+    const store = new PostgresStore(db().client, { ...backend.storeOptions, table: uniqueTable('iter'), cleanupInterval: 0 })
     await store.migrate()
     for (let i = 0; i < 25; i++) await store.commit(`live-${i}`, Buffer.from([i]), later(HOUR))
     await store.commit('expired', Buffer.from('e'), new Date(Date.now() - 1000))
@@ -353,4 +353,4 @@ describeEachBackend('iterate', (backend) => {
     expect(seen.size).toBe(25)
     await expect(store.iterate(0).next()).rejects.toThrow(RangeError)
   })
-})
+}, driverBackends)

@@ -6,11 +6,12 @@ import { randomBytes } from 'node:crypto'
 import { createServer, type AddressInfo } from 'node:net'
 import { inspect } from 'node:util'
 import type { SessionData } from 'express-session'
+import pg from 'pg'
 import postgres, { type Sql } from 'postgres'
 import { PostgresStore, type PostgresStoreOptions } from '../lib/postgres-store'
 import { PostgresSessionStore, type PostgresSessionStoreOptions } from '../lib/session-store'
 import { hashToken } from '../lib/tokens'
-import { describeEachBackend, uniqueTable } from './support/backends'
+import { describeEachBackend, driverBackends, uniqueTable, type Connection } from './support/backends'
 
 const HOUR = 3600_000
 const later = (ms: number) => new Date(Date.now() + ms)
@@ -62,15 +63,17 @@ class Evidence {
 }
 
 describeEachBackend('no session id or data in any log line or error', (backend) => {
+  let db: Connection
   let sql: Sql
   const tables: string[] = []
 
   beforeAll(() => {
-    sql = backend.connect()
+    db = backend.open()
+    sql = db.sql
   })
   afterAll(async () => {
     for (const table of tables) await sql`DROP TABLE IF EXISTS ${sql(table)}`
-    await sql.end({ timeout: 5 })
+    await db.end()
   })
 
   describe.each(MODES)('%s', (_, mode) => {
@@ -101,9 +104,9 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
       tables.push(table)
       const options: Settings = { ...mode, ...reporting, table, cleanupInterval: 0, ...backend.storeOptions }
       // Writes rows the adapter will find but cannot read, under the same key and secret.
-      const raw = new PostgresStore(sql, options)
+      const raw = new PostgresStore(db.client, options)
       await raw.migrate()
-      const store = new PostgresSessionStore({ sql, ...options, owner: (session) => (session as { user?: string }).user })
+      const store = new PostgresSessionStore({ ...db.source, ...options, owner: (session) => (session as { user?: string }).user })
       try {
         await everydayUse(store)
         await badInput(evidence, store, options)
@@ -137,7 +140,9 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
       const evidence = await withOwnOnError()
       expectNoLeak(evidence)
       const names = new Set(evidence.errors.map((error) => error.name))
-      expect(names).toEqual(new Set(['Error', 'TypeError', 'RangeError', 'PostgresError', 'QueryTimeoutError',
+      // node-postgres names its DatabaseError after the protocol message: 'error'.
+      const databaseError = backend.driver === 'pg' ? 'error' : 'PostgresError'
+      expect(names).toEqual(new Set(['Error', 'TypeError', 'RangeError', databaseError, 'QueryTimeoutError',
         ...(mode.secret !== undefined ? ['DecryptionError'] : [])]))
     })
   })
@@ -168,7 +173,7 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
     circular.self = circular
     const throwing = () => { throw new Error(`${SID} ${MARKER}`) }
     const adapter = (extra: Partial<PostgresSessionStoreOptions>) =>
-      new PostgresSessionStore({ ...options, sql, ...extra } as PostgresSessionStoreOptions)
+      new PostgresSessionStore({ ...options, ...db.source, ...extra } as PostgresSessionStoreOptions)
     const calls: (() => unknown)[] = [
       () => store.get(`${SID}\0`),
       () => store.get(`${SID}\ud800`),
@@ -215,8 +220,8 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
     const key = options.hashTokens ? hashToken(SID) : SID
     const quiet = { ...options, onError: () => {} }
     const writers = [
-      new PostgresStore(sql, { ...quiet, secret: OTHER_SECRET }),
-      new PostgresStore(sql, { ...quiet, secret: undefined }),
+      new PostgresStore(db.client, { ...quiet, secret: OTHER_SECRET }),
+      new PostgresStore(db.client, { ...quiet, secret: undefined }),
     ]
     await store.set(SID, sessionOf())
     const [{ data }] = await sql.unsafe<{ data: Buffer }[]>(`SELECT data FROM "${options.table}"`)
@@ -240,14 +245,14 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
   /** A table that does not exist: every query fails, and so does the cleanup timer. */
   async function missingTable(evidence: Evidence, reporting: { onError?: (error: Error) => void }) {
     const table = uniqueTable('missing')
-    const store = new PostgresSessionStore({ sql, ...reporting, table, cleanupInterval: 0, ...backend.storeOptions })
+    const store = new PostgresSessionStore({ ...db.source, ...reporting, table, cleanupInterval: 0, ...backend.storeOptions })
     await failEverywhere(evidence, store)
     await store.close()
     // The sweep runs alone: on PGlite, whose connections share one backend, a
     // query failing on one connection can break a query running on another.
     const said = () => evidence.lines.length + evidence.errors.length
     const before = said()
-    const sweeping = new PostgresSessionStore({ sql, ...reporting, table, cleanupInterval: 200, ...backend.storeOptions })
+    const sweeping = new PostgresSessionStore({ ...db.source, ...reporting, table, cleanupInterval: 200, ...backend.storeOptions })
     try {
       for (const deadline = Date.now() + 5000; said() === before && Date.now() < deadline;) await sleep(10)
       expect(said()).toBe(before + 1)
@@ -258,9 +263,9 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
 
   /** A pool that has been ended: every call fails without reaching PostgreSQL. */
   async function databaseDown(evidence: Evidence, reporting: { onError?: (error: Error) => void }) {
-    const down = backend.connect()
-    await down.end({ timeout: 1 })
-    const store = new PostgresSessionStore({ sql: down, ...reporting, cleanupInterval: 0 })
+    const down = backend.open()
+    await down.end()
+    const store = new PostgresSessionStore({ ...down.source, ...reporting, cleanupInterval: 0 })
     await failEverywhere(evidence, store)
     await store.close()
   }
@@ -270,12 +275,15 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
     const silent = createServer(() => {})
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
     const { port } = silent.address() as AddressInfo
-    const sqlSilent = postgres(`postgres://nobody@127.0.0.1:${port}/none`, { max: 1 })
-    const core = new PostgresStore(sqlSilent, { ...mode, cleanupInterval: 0, queryTimeout: 50, coalesce: false })
+    const url = `postgres://nobody@127.0.0.1:${port}/none`
+    const client = backend.driver === 'pg'
+      ? new pg.Pool({ connectionString: url, max: 1, connectionTimeoutMillis: 200 })
+      : postgres(url, { max: 1 })
+    const core = new PostgresStore(client, { ...mode, cleanupInterval: 0, queryTimeout: 50, coalesce: false })
     try {
       await failEverywhere(evidence, new PostgresSessionStore({ store: core }))
     } finally {
-      await sqlSilent.end({ timeout: 0 })
+      await (client instanceof pg.Pool ? client.end() : client.end({ timeout: 0 }))
       silent.close()
     }
   }
@@ -294,4 +302,4 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
     ]
     for (const call of calls) await evidence.failure(call)
   }
-})
+}, driverBackends)

@@ -61,18 +61,19 @@ afterAll(() => {
 /**
  * A project that installs the tarball the way a user does, offline: the
  * package declares no dependencies, so nothing is fetched. Its peers are
- * linked from this repository's node_modules, exactly those it declares, so
- * an undeclared runtime import fails here as it would for a user.
+ * linked from this repository's node_modules, exactly those it declares
+ * (less those left out: a driver the application does not use), so an
+ * undeclared runtime import fails here as it would for a user.
  */
-async function installInFreshProject(tgz: string): Promise<string> {
-  const dir = join(work, 'project')
+async function installInFreshProject(tgz: string, name = 'project', leftOut: string[] = []): Promise<string> {
+  const dir = join(work, name)
   mkdirSync(dir)
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
   await succeed('npm', ['install', '--offline', '--no-audit', '--no-fund', '--legacy-peer-deps', '--no-save', tgz], dir)
   const installed = JSON.parse(readFileSync(join(dir, 'node_modules', NAME, 'package.json'), 'utf8'))
-  const peers = Object.keys(installed.peerDependencies ?? {})
+  const peers = Object.keys(installed.peerDependencies ?? {}).filter((peer) => !leftOut.includes(peer))
   // The type declarations a TypeScript user of express-session has anyway.
-  for (const name of [...peers, '@types/node', '@types/express-session']) linkFromRoot(name, dir)
+  for (const name of [...peers, '@types/node', '@types/express-session', '@types/pg']) linkFromRoot(name, dir)
   return dir
 }
 
@@ -88,15 +89,16 @@ describe('the packed tarball', () => {
     const paths: string[] = packed.files.map((file: { path: string }) => file.path)
     expect(paths).toEqual(expect.arrayContaining(['package.json', 'README.md', 'LICENSE', 'schema.sql',
       'dist/index.js', 'dist/index.d.ts', 'dist/index.mjs', 'dist/index.d.mts', 'dist/cli.js']))
-    const unexpected = paths.filter((path) => !/^(package\.json|README\.md|CHANGELOG\.md|LICENSE|schema\.sql|dist\/[\w-]+\.(js|d\.ts|mjs|d\.mts))$/.test(path))
+    const unexpected = paths.filter((path) => !/^(package\.json|README\.md|CHANGELOG\.md|LICENSE|schema\.sql|dist\/(drivers\/)?[\w-]+\.(js|d\.ts|mjs|d\.mts))$/.test(path))
     expect(unexpected).toEqual([])
   })
 
-  it('declares no dependencies, and postgres and express-session as required peers', () => {
+  it('declares no dependencies, express-session as a required peer, and both drivers as optional ones', () => {
     expect(manifest.dependencies).toBeUndefined()
     const optional = (name: string) => manifest.peerDependenciesMeta?.[name]?.optional === true
     const required = Object.keys(manifest.peerDependencies ?? {}).filter((name) => !optional(name))
-    expect(required.sort()).toEqual(['express-session', 'postgres'])
+    expect(required.sort()).toEqual(['express-session'])
+    expect(optional('pg') && optional('postgres')).toBe(true)
   })
 
   it('passes arethetypeswrong (schema.sql is a file, not a module)', async () => {
@@ -106,6 +108,42 @@ describe('the packed tarball', () => {
   it('passes publint, warnings included', async () => {
     await succeed(bin('publint'), ['run', tarball, '--strict'], work)
   }, 60_000)
+})
+
+// An application installs the driver it uses and not the other: the package
+// loads, and a store is built, with only that one present.
+describe.each([
+  ['node-postgres', 'postgres', `new PostgresSessionStore({ pool: new (require('pg').Pool)(), cleanupInterval: 0 })`],
+  ['postgres.js', 'pg', `new PostgresSessionStore({ connectionString: 'postgres://nobody@127.0.0.1:1/none', cleanupInterval: 0 })`],
+])('installed beside %s only', (_, missing, createStore) => {
+  let dir: string
+  beforeAll(async () => {
+    dir = await installInFreshProject(tarball, `without-${missing}`, [missing])
+  }, 120_000)
+
+  it(`has no ${missing} to load`, async () => {
+    const result = await run(process.execPath, ['-e', `require.resolve('${missing}')`], dir)
+    expect(result.output).toMatch(/Cannot find module/)
+  })
+
+  it('loads with require() and builds a store', async () => {
+    const script = `
+      const { PostgresSessionStore } = require('${NAME}')
+      const store = ${createStore}
+      store.close().then(() => console.log(store.store.table))`
+    expect(await succeed(process.execPath, ['-e', script], dir)).toBe('sessions\n')
+  })
+
+  it('loads with import and builds a store', async () => {
+    const script = `
+      import { createRequire } from 'node:module'
+      import { PostgresSessionStore } from '${NAME}'
+      const require = createRequire(process.cwd() + '/')
+      const store = ${createStore}
+      await store.close()
+      console.log(store.store.table)`
+    expect(await succeed(process.execPath, ['--input-type=module', '-e', script], dir)).toBe('sessions\n')
+  })
 })
 
 describe('installed in a fresh project', () => {
@@ -147,12 +185,17 @@ describe('installed in a fresh project', () => {
     const usage = `
       import { PostgresSessionStore, PostgresStore, type PostgresStoreOptions } from '${NAME}'
       import type { Store } from 'express-session'
+      import type { Pool } from 'pg'
+      import type { Sql } from 'postgres'
 
-      declare const sql: ConstructorParameters<typeof PostgresStore>[0]
+      declare const sql: Sql
+      declare const pool: Pool
       const options: PostgresStoreOptions = { table: 'app.sessions', cleanupInterval: 0 }
       const store = new PostgresStore(sql, options)
+      export const onPool = new PostgresStore(pool, { ...options, prepare: false })
       export const found: Promise<Buffer | null> = store.find('token')
       export const sessions: Store = new PostgresSessionStore({ sql })
+      export const sessionsOnPool: Store = new PostgresSessionStore({ pool })
       // @ts-expect-error commit needs an expiry: this line proves the types are not any.
       store.commit('token', Buffer.from('data'))
     `

@@ -2,11 +2,12 @@
 // needs (findEntry, touch, count, clear), run on every backend.
 import { execFile } from 'node:child_process'
 import type { SessionData } from 'express-session'
+import pg from 'pg'
 import postgres, { type Sql } from 'postgres'
 import { PostgresStore } from '../lib/postgres-store'
 import { hashToken } from '../lib/tokens'
 import { PostgresSessionStore, type Callback, type PostgresSessionStoreOptions } from '../lib/session-store'
-import { describeEachBackend, uniqueTable } from './support/backends'
+import { describeEachBackend, driverBackends, uniqueTable, type Connection } from './support/backends'
 
 const HOUR = 3600_000
 const DAY = 24 * HOUR
@@ -34,6 +35,7 @@ async function callbackCalls<T>(method: (callback: Callback<T>) => unknown) {
 }
 
 describeEachBackend('PostgresSessionStore', (backend) => {
+  let db: Connection
   let sql: Sql
   let core: PostgresStore
   let store: PostgresSessionStore
@@ -44,7 +46,7 @@ describeEachBackend('PostgresSessionStore', (backend) => {
   /** An adapter on the current test's table, closed after the test. */
   function adapter(options: Partial<PostgresSessionStoreOptions> = {}) {
     const created = new PostgresSessionStore({
-      sql,
+      ...db.source,
       table: core.table,
       cleanupInterval: 0,
       onError: (error) => reported.push(error),
@@ -64,11 +66,12 @@ describeEachBackend('PostgresSessionStore', (backend) => {
   }
 
   beforeAll(() => {
-    sql = backend.connect()
+    db = backend.open()
+    sql = db.sql
   })
   beforeEach(async () => {
     reported = []
-    core = new PostgresStore(sql, { table: uniqueTable('adapter'), cleanupInterval: 0, ...backend.storeOptions })
+    core = new PostgresStore(db.client, { table: uniqueTable('adapter'), cleanupInterval: 0, ...backend.storeOptions })
     cores.push(core)
     await core.migrate()
     store = adapter()
@@ -81,7 +84,7 @@ describeEachBackend('PostgresSessionStore', (backend) => {
     }
   })
   afterAll(async () => {
-    await sql.end({ timeout: 5 })
+    await db.end()
   })
 
   describe('core: findEntry', () => {
@@ -144,7 +147,7 @@ describeEachBackend('PostgresSessionStore', (backend) => {
     })
 
     it('clear deletes every row, active and expired, of its own table only', async () => {
-      const other = new PostgresStore(sql, { table: uniqueTable('adapter_other'), cleanupInterval: 0, ...backend.storeOptions })
+      const other = new PostgresStore(db.client, { table: uniqueTable('adapter_other'), cleanupInterval: 0, ...backend.storeOptions })
       cores.push(other)
       await other.migrate()
       await other.commit('elsewhere', Buffer.from('x'), later(HOUR))
@@ -629,7 +632,7 @@ describeEachBackend('PostgresSessionStore', (backend) => {
   describe('migrate', () => {
     it('creates a missing table at the current version, and calls back', async () => {
       const fresh = adapter({ table: uniqueTable('adapter_migrate') })
-      const created = new PostgresStore(sql, { table: fresh.store.table, cleanupInterval: 0 })
+      const created = new PostgresStore(db.client, { ...backend.storeOptions, table: fresh.store.table, cleanupInterval: 0 })
       cores.push(created)
       expect(await created.schemaVersion()).toBe(0)
       const { calls } = await callbackCalls<void>((done) => fresh.migrate(done))
@@ -791,9 +794,9 @@ describeEachBackend('PostgresSessionStore', (backend) => {
 
   describe('database outages', () => {
     it('reach the callback and the promise as errors, not as crashes', async () => {
-      const down = backend.connect()
-      await down.end({ timeout: 1 })
-      const broken = adapter({ sql: down })
+      const down = backend.open()
+      await down.end()
+      const broken = adapter(down.source)
       const viaCallback = await callbackCalls<SessionData | null>((done) => broken.get('sid', done))
       expect(viaCallback.calls).toEqual([[expect.any(Error)]])
       await expect(broken.set('sid', sessionOf())).rejects.toThrow()
@@ -802,22 +805,22 @@ describeEachBackend('PostgresSessionStore', (backend) => {
   })
 
   describe('ownership', () => {
-    it('close stops the cleanup timer but never ends the caller\'s sql', async () => {
+    it(`close stops the cleanup timer but never ends the caller's ${backend.driver === 'pg' ? 'pool' : 'sql'}`, async () => {
       const own = adapter({ cleanupInterval: 60_000 })
       await own.close()
       await own.close()
-      expect(await sql`SELECT 1 AS one`).toEqual([{ one: 1 }])
+      expect(await adapter().length()).toBe(0)
     })
 
     it('an adapter on an existing PostgresStore stores through it and leaves it running', async () => {
-      const shared = adapter({ sql: undefined, table: undefined, cleanupInterval: undefined, coalesce: undefined, store: core })
+      const shared = adapter({ sql: undefined, pool: undefined, table: undefined, cleanupInterval: undefined, coalesce: undefined, prepare: undefined, store: core })
       expect(shared.store).toBe(core)
       await shared.set('sid', sessionOf({ user: 'ada' }))
       await shared.close()
       expect(await core.find('sid')).not.toBeNull()
     })
   })
-})
+}, driverBackends)
 
 describe('PostgresSessionStore with a connectionString [PGlite]', () => {
   it('opens its own pool and close() ends it', async () => {
@@ -863,9 +866,11 @@ describe('PostgresSessionStore construction', () => {
   // postgres.js connects lazily: this instance never opens a connection.
   const sql = postgres('postgres://nobody@127.0.0.1:1/none')
   const core = new PostgresStore(sql, { cleanupInterval: 0 })
+  // node-postgres connects lazily too.
+  const pool = new pg.Pool({ connectionString: 'postgres://nobody@127.0.0.1:1/none' })
   afterAll(async () => {
     core.stopCleanup()
-    await sql.end({ timeout: 1 })
+    await Promise.all([sql.end({ timeout: 1 }), pool.end()])
   })
 
   const build = (options: unknown) => () => new PostgresSessionStore(options as PostgresSessionStoreOptions)
@@ -880,10 +885,23 @@ describe('PostgresSessionStore construction', () => {
     await new PostgresSessionStore({ store: core, ttl: () => 5 }).close()
   })
 
+  it('accepts { pool }, a pg.Pool, with the core options, prepare among them', async () => {
+    const onPool = new PostgresSessionStore({ pool, table: 'app.sessions', cleanupInterval: 0, prepare: false, hashTokens: true })
+    await onPool.close()
+    // close() leaves the caller's pool open.
+    expect(pool.ended).toBe(false)
+  })
+
   it.each([
     ['no options', undefined, TypeError, /options object/],
-    ['none of sql, store, connectionString', {}, TypeError, /exactly one of sql, store or connectionString/],
+    ['none of sql, pool, store, connectionString', {}, TypeError, /exactly one of sql, pool, store or connectionString/],
     ['two of them', { sql, store: core }, TypeError, /exactly one/],
+    ['sql and pool', { sql, pool }, TypeError, /exactly one/],
+    ['a pool that is no pg.Pool', { pool: {} }, TypeError, /pool must be a node-postgres pool such as new pg\.Pool\(\), got an instance of Object/],
+    ['a postgres.js instance as pool', { pool: sql }, TypeError, /pool must be a node-postgres pool/],
+    ['a pg.Pool as sql', { sql: pool }, TypeError, /sql must be a postgres\.js instance such as postgres\(url\)/],
+    ['prepare beside store', { store: core, prepare: false }, TypeError, /prepare configures/],
+    ['a prepare string', { pool, prepare: 'no' }, TypeError, /prepare must be a boolean/],
     ['an unknown option', { sql, maxAge: 5 }, TypeError, /unknown option "maxAge"/],
     ['a store that is no PostgresStore', { store: {} }, TypeError, /store must be a PostgresStore/],
     ['table beside store', { store: core, table: 'x' }, TypeError, /table configures the PostgresStore/],
