@@ -1,5 +1,5 @@
 // The database goes away while traffic runs, and comes back. A TCP proxy
-// between postgres.js and PostgreSQL takes it away (the shared server keeps
+// between the driver (postgres.js, or a pg.Pool) and PostgreSQL takes it away (the shared server keeps
 // running): 'pause' resets every connection and refuses new ones (the server
 // is down), 'blackhole' keeps connections open but delivers nothing (the
 // network is lost). Core calls and Express requests must fail with an error
@@ -15,11 +15,12 @@ import type { Server } from 'node:http'
 import { types } from 'node:util'
 import express from 'express'
 import session from 'express-session'
+import pg from 'pg'
 import postgres, { type Sql } from 'postgres'
 import request from 'supertest'
 import { PostgresStore, type PostgresStoreOptions } from '../lib/postgres-store'
 import { PostgresSessionStore } from '../lib/session-store'
-import { uniqueTable } from './support/backends'
+import { uniqueTable, type DriverName } from './support/backends'
 import { TcpProxy, type Fault } from './support/tcp-proxy'
 import { Traffic, errorKinds, latency, maxLatency, recoveryTime, sleep, type Call } from './support/traffic'
 
@@ -65,11 +66,11 @@ test('the unhandled rejection listener sees a rejection nobody handles', async (
   unhandled.length = 0
 })
 
-describeOnServer('outage [PostgreSQL server]', () => {
+describeOnServer.each<DriverName>(['postgres.js', 'pg'])('outage [PostgreSQL server, %s]', (driver) => {
   test.each<Fault>(['pause', 'blackhole'])(
     '%s: calls fail in bounded time, nothing crashes, all comes back',
     async (mode) => {
-      const world = await World.start(url!)
+      const world = await World.start(url!, driver)
       try {
         const outcome = await world.runOutage(mode)
         report(mode, outcome)
@@ -82,7 +83,7 @@ describeOnServer('outage [PostgreSQL server]', () => {
         expect(traffic.calls.filter((call) => call.hung)).toEqual([])
         expect(failures(beforeOutage)).toEqual([])
         expect(failures(duringOutage).length).toBeGreaterThan(0)
-        // isNativeError: postgres.js errors come from outside jest's sandbox, where instanceof Error fails.
+        // isNativeError: the drivers' errors come from outside jest's sandbox, where instanceof Error fails.
         for (const call of failures(duringOutage)) expect(types.isNativeError(call.error)).toBe(true)
         // express-session answers 500 when the store fails: never a 401 (a lost session) or a new one.
         expect(httpStatuses(failures(traffic.calls))).toEqual(new Set(failures(traffic.calls).some(isHttp) ? [500] : []))
@@ -119,7 +120,7 @@ class World {
 
   private constructor(
     private readonly proxy: TcpProxy,
-    private readonly sql: Sql,
+    private readonly endClient: () => Promise<void>,
     private readonly direct: Sql,
     readonly store: PostgresStore,
     private readonly server: Server,
@@ -127,10 +128,15 @@ class World {
     readonly backgroundErrors: Error[],
   ) {}
 
-  static async start(url: string): Promise<World> {
+  static async start(url: string, driver: DriverName): Promise<World> {
     const { proxy, url: proxied } = await TcpProxy.forUrl(url)
     const quiet = { onnotice: () => {} }
-    const sql = postgres(proxied, { ...quiet, max: 4, connect_timeout: CONNECT_TIMEOUT_S, backoff: reconnectBackoff })
+    const client = driver === 'pg'
+      ? new pg.Pool({ connectionString: proxied, max: 4, connectionTimeoutMillis: CONNECT_TIMEOUT_S * 1000 })
+      : postgres(proxied, { ...quiet, max: 4, connect_timeout: CONNECT_TIMEOUT_S, backoff: reconnectBackoff })
+    // node-postgres reports a dropped idle connection as an 'error' event, which an application must listen to.
+    if (client instanceof pg.Pool) client.on('error', () => {})
+    const endClient = () => (client instanceof pg.Pool ? client.end() : client.end({ timeout: 1 }))
     const direct = postgres(url, { ...quiet, max: 1 })
     const errors: Error[] = []
     const options: PostgresStoreOptions = {
@@ -139,10 +145,10 @@ class World {
       queryTimeout: QUERY_TIMEOUT_MS,
       onError: (error) => errors.push(error),
     }
-    const store = new PostgresStore(sql, options)
+    const store = new PostgresStore(client, options)
     await store.migrate()
     const server = sessionApp(new PostgresSessionStore({ store })).listen(0, '127.0.0.1')
-    const world = new World(proxy, sql, direct, store, server, errors)
+    const world = new World(proxy, endClient, direct, store, server, errors)
     await world.writeSessions(50)
     await world.logIn(6)
     return world
@@ -244,7 +250,7 @@ class World {
     this.store.stopCleanup()
     this.proxy.resume()
     await new Promise((resolve) => this.server.close(resolve))
-    await this.sql.end({ timeout: 1 })
+    await this.endClient()
     await this.proxy.close()
     await this.direct.unsafe(`DROP TABLE IF EXISTS "${this.store.table}"`)
     await this.direct.end({ timeout: 1 })
