@@ -1,5 +1,6 @@
 // End to end: real Express 4 and Express 5 apps with express-session and
 // PostgresSessionStore, driven over HTTP by supertest, on every backend.
+import { createHmac } from 'node:crypto'
 import express from 'express'
 import session, { type SessionOptions } from 'express-session'
 import type { Sql } from 'postgres'
@@ -423,6 +424,84 @@ describe.each([
       await store.clear()
       expect(await store.length()).toBe(0)
       expect(await store.all()).toEqual({})
+    })
+  })
+})
+
+// What an application sees when a session is odd, next to express-session's own MemoryStore:
+// the same statuses and the same errors, because the store accepts what MemoryStore accepts.
+describe.each([
+  ['Express 4', express4],
+  ['Express 5', express],
+])('%s: odd sessions, side by side with MemoryStore', (_, createApp) => {
+  describeEachBackend('with PostgresSessionStore', (backend) => {
+    let sql: Sql
+    let store: PostgresSessionStore
+
+    beforeAll(async () => {
+      sql = backend.connect()
+      store = new PostgresSessionStore({ sql, table: uniqueTable('express_odd'), cleanupInterval: 0, ...backend.storeOptions })
+      await store.migrate()
+    })
+    afterAll(async () => {
+      await store.close()
+      await sql.unsafe(`DROP TABLE IF EXISTS "${store.store.table}"`)
+      await sql.end({ timeout: 5 })
+    })
+
+    /**
+     * An app whose /bad-expiry breaks the cookie's expiry and saves before answering (as a login
+     * route does: Passport saves too); every error express reports is recorded.
+     */
+    function oddApp(sessionStore: session.Store, errors: string[]) {
+      const app = createApp()
+      app.use(session({ store: sessionStore, secret: 'test secret', resave: false, saveUninitialized: false }))
+      app.post('/bad-expiry', (req, res, next) => {
+        req.session.user = 'ada'
+        req.session.cookie.expires = new Date(NaN)
+        req.session.save((error) => (error ? next(error) : res.json({ id: req.sessionID })))
+      })
+      app.get('/peek', (req, res) => {
+        res.json({ user: req.session.user ?? null })
+      })
+      // express-session reports a cookie it cannot write while the response goes out: recorded, nothing more to send.
+      app.use((error: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+        errors.push(`${error.name}: ${error.message}`)
+        if (res.headersSent) return
+        res.status(500).json({ error: error.message })
+      })
+      return app
+    }
+
+    /** Runs a scenario on a MemoryStore and on PostgresSessionStore: what each reported, and the statuses. */
+    async function sideBySide(scenario: (app: express.Express, sessionStore: session.Store) => Promise<number[]>) {
+      const outcome = async (sessionStore: session.Store) => {
+        const errors: string[] = []
+        const statuses = await scenario(oddApp(sessionStore, errors) as express.Express, sessionStore)
+        await sleep(50) // an error express-session defers arrives after the response
+        return { statuses, errors }
+      }
+      return { memory: await outcome(new session.MemoryStore()), postgres: await outcome(store) }
+    }
+
+    it('an Invalid Date cookie.expires: the application sees express-session\'s "option expires is invalid"', async () => {
+      const { memory, postgres } = await sideBySide(async (app) => [
+        (await request(app).post('/bad-expiry')).status,
+      ])
+      expect(memory.errors).toEqual([expect.stringMatching(/option expires is invalid/)])
+      expect(postgres).toEqual(memory)
+    })
+
+    it('a stored session without a cookie reaches express-session, which answers as it does with MemoryStore', async () => {
+      const { memory, postgres } = await sideBySide(async (app, sessionStore) => {
+        const sid = `no-cookie-${Math.random()}`
+        await new Promise<void>((resolve, reject) =>
+          sessionStore.set(sid, { user: 'ada' } as never, (error) => (error ? reject(error) : resolve())))
+        const signature = createHmac('sha256', 'test secret').update(sid).digest('base64').replace(/=+$/, '')
+        const signed = encodeURIComponent(`s:${sid}.${signature}`)
+        return [(await request(app).get('/peek').set('Cookie', `connect.sid=${signed}`)).status]
+      })
+      expect(postgres).toEqual(memory)
     })
   })
 })
