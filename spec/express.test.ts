@@ -9,6 +9,7 @@ import { PostgresStore } from '../lib/postgres-store'
 import { PostgresSessionStore, type PostgresSessionStoreOptions } from '../lib/session-store'
 import { hashToken } from '../lib/tokens'
 import { describeEachBackend, uniqueTable } from './support/backends'
+import { Gate } from './support/gate'
 
 // The package alias express4 has no types of its own; its API is Express 5's for what is used here.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -25,24 +26,11 @@ const HOUR = 3600_000
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 type Express = typeof express
+const EXPRESS_VERSIONS: [string, Express][] = [
+  ['Express 4', express4],
+  ['Express 5', express],
+]
 type Reply = { id: string; user?: string; views?: number }
-
-/**
- * Holds /slow requests after they have read their session, until the test
- * releases them: a request in flight while another one logs out.
- */
-class Gate {
-  private arrive!: () => void
-  /** Resolves once a /slow request has its session and is waiting. */
-  readonly entered = new Promise<void>((resolve) => (this.arrive = resolve))
-  release!: () => void
-  private readonly released = new Promise<void>((resolve) => (this.release = resolve))
-
-  async pass(): Promise<void> {
-    this.arrive()
-    await this.released
-  }
-}
 
 /**
  * A small app: log in, count visits, peek without changing anything, regenerate, log out,
@@ -103,10 +91,7 @@ function sessionCookie(response: request.Response): string {
 
 const hasSessionCookie = (response: request.Response) => sessionCookieHeader(response) !== ''
 
-describe.each([
-  ['Express 4', express4],
-  ['Express 5', express],
-])('%s', (_, createApp) => {
+describe.each(EXPRESS_VERSIONS)('%s', (_, createApp) => {
   describeEachBackend('with PostgresSessionStore', (backend) => {
     let sql: Sql
     let core: PostgresStore
@@ -432,10 +417,7 @@ describe.each([
 
 // What an application sees when a session is odd, next to express-session's own MemoryStore:
 // the same statuses and the same errors, because the store accepts what MemoryStore accepts.
-describe.each([
-  ['Express 4', express4],
-  ['Express 5', express],
-])('%s: odd sessions, side by side with MemoryStore', (_, createApp) => {
+describe.each(EXPRESS_VERSIONS)('%s: odd sessions, side by side with MemoryStore', (_, createApp) => {
   describeEachBackend('with PostgresSessionStore', (backend) => {
     let sql: Sql
     let store: PostgresSessionStore

@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fast
 import type { Sql } from 'postgres'
 import { PostgresSessionStore } from '../lib/session-store'
 import { connectForSuite, describeEachBackend, realBackends, uniqueTable } from './support/backends'
+import { Gate } from './support/gate'
 
 declare module 'fastify' {
   interface Session {
@@ -20,20 +21,6 @@ const HOUR = 3600_000
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 type Reply = { id: string; user?: string; views?: number }
-
-/** Holds /slow requests after they have read their session, until the test releases them. */
-class Gate {
-  private arrive!: () => void
-  /** Resolves once a /slow request has its session and is waiting. */
-  readonly entered = new Promise<void>((resolve) => (this.arrive = resolve))
-  release!: () => void
-  private readonly released = new Promise<void>((resolve) => (this.release = resolve))
-
-  async pass(): Promise<void> {
-    this.arrive()
-    await this.released
-  }
-}
 
 /**
  * A small app: log in (with a new session id), count visits, peek without changing anything,

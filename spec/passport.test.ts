@@ -9,24 +9,12 @@ import type { Sql } from 'postgres'
 import request from 'supertest'
 import { PostgresSessionStore } from '../lib/session-store'
 import { connectForSuite, describeEachBackend, realBackends, uniqueTable } from './support/backends'
+import { Gate } from './support/gate'
 
 const PASSWORDS: Record<string, string> = { ada: 'lovelace', bob: 'builder' }
 
 interface User {
   name: string
-}
-
-/** Holds /slow requests after they have read their session, until the test releases them. */
-class Gate {
-  private arrive!: () => void
-  readonly entered = new Promise<void>((resolve) => (this.arrive = resolve))
-  release!: () => void
-  private readonly released = new Promise<void>((resolve) => (this.release = resolve))
-
-  async pass(): Promise<void> {
-    this.arrive()
-    await this.released
-  }
 }
 
 /** What a save callback saw: how often it came, and what the store held when it did. */
