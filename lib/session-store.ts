@@ -7,7 +7,7 @@ import { logError, reportSafely } from './cleanup.js'
 import { isPgPool, type PgPool } from './drivers/node-postgres.js'
 import { isPostgresJs } from './drivers/postgres-js.js'
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js'
-import { assertToken, typeOf } from './validate.js'
+import { assertToken, MAX_EXPIRY, typeOf } from './validate.js'
 
 /** Turns a session into text and back. Default: JSON. The text is stored as UTF-8. */
 export interface Serializer {
@@ -123,8 +123,8 @@ export class PostgresSessionStore extends Store {
   }
 
   /**
-   * Calls back with the session stored under sid, its cookie.expires set to the
-   * stored expiry, or with null when it is missing, expired, destroyed or unreadable (reported to onError; a row that decrypts but does not decode is removed).
+   * Calls back with the session stored under sid, a valid cookie.expires set to the stored expiry (any other
+   * session as stored), or null when it is missing, expired, destroyed or unreadable (reported to onError; a row that decrypts but does not decode is removed).
    */
   get(sid: string): Promise<SessionData | null>
   get(sid: string, callback: Callback<SessionData | null>): void
@@ -133,9 +133,9 @@ export class PostgresSessionStore extends Store {
   }
 
   /**
-   * Stores session under sid until cookie.expires, or for ttl seconds when the
-   * cookie has none, under owner(session); an expiry already past removes the session instead, and a destroyed one stays destroyed. A session
-   * that the serializer or owner cannot handle is a TypeError, and nothing is written.
+   * Stores session under sid until cookie.expires, or for ttl seconds when it has no cookie or no valid
+   * expires, under owner(session); an expiry already past removes the session instead, and a destroyed one stays destroyed. A session
+   * that is not an object, or that the serializer or owner cannot handle, is a TypeError, and nothing is written.
    */
   set(sid: string, session: SessionData): Promise<void>
   set(sid: string, session: SessionData, callback: Callback<void>): void
@@ -325,9 +325,7 @@ export class PostgresSessionStore extends Store {
   }
 
   private expiryOf(session: SessionData): Date {
-    const expires = session.cookie.expires as Date | string | null | undefined
-    if (expires != null) return new Date(expires)
-    return new Date(Date.now() + this.ttlSeconds(session) * 1000)
+    return cookieExpiry(session) ?? new Date(Date.now() + this.ttlSeconds(session) * 1000)
   }
 
   private ttlSeconds(session: SessionData): number {
@@ -366,7 +364,8 @@ export class PostgresSessionStore extends Store {
     } catch (error) {
       return new TypeError(`the serializer threw ${errorName(error)}`)
     }
-    if (!isObject(session) || !isObject(session.cookie)) return new TypeError('it has no cookie object')
+    // A session without a cookie is still a session (MemoryStore hands it back too); the framework decides.
+    if (!isObject(session)) return new TypeError(`it is ${typeOf(session)}, not an object`)
     return session as unknown as SessionData
   }
 
@@ -409,10 +408,26 @@ function settle<T>(work: () => Promise<T>, callback?: Callback<T>): Promise<T> |
 }
 
 // A touch moves only the row's expiry (and absoluteTimeout can cap it); the cookie
-// in the data still has the expiry of the last set. A session cookie (no expires) stays one.
+// in the data still has the expiry of the last set. A session cookie (no expires) stays
+// one, and a session without a cookie or with an expires that is no date stays as stored.
 function withStoredExpiry(session: SessionData, expiry: Date): SessionData {
-  if (session.cookie.expires != null) session.cookie.expires = expiry
+  if (cookieExpiry(session) !== undefined) session.cookie.expires = expiry
   return session
+}
+
+/**
+ * The date in session.cookie.expires (a Date, or the string or number JSON leaves of one),
+ * or undefined when there is no cookie, no expires, or nothing that is a date: such a session lives for ttl,
+ * and express-session, not the store, reports the unusable expires. A date past the year 9999 is kept until then.
+ */
+function cookieExpiry(session: SessionData): Date | undefined {
+  const cookie: unknown = (session as { cookie?: unknown }).cookie
+  if (!isObject(cookie)) return undefined
+  const expires = cookie.expires
+  if (!(expires instanceof Date) && typeof expires !== 'string' && typeof expires !== 'number') return undefined
+  const time = new Date(expires).getTime()
+  if (Number.isNaN(time)) return undefined
+  return new Date(Math.min(time, MAX_EXPIRY))
 }
 
 /** Calls a function of the caller's on a session, naming only the error it throws: its message may quote the session. */
@@ -512,9 +527,9 @@ function checkSerializer(serializer: unknown): void {
   }
 }
 
+// Only the session itself must be an object: without a cookie, or with an unusable one, it lives for ttl.
 function assertSession(session: unknown): asserts session is SessionData {
   if (!isObject(session)) throw new TypeError(`session must be an object, got ${typeOf(session)}`)
-  if (!isObject(session.cookie)) throw new TypeError(`session.cookie must be an object, got ${typeOf(session.cookie)}`)
 }
 
 function isPositiveSeconds(value: unknown): value is number {

@@ -8,7 +8,7 @@ export const MAX_TOKEN_BYTES = 1024
 // timestamptz goes far beyond this, but postgres.js sends a Date as an ISO
 // string, and years outside 0001-9999 have no ISO form PostgreSQL reads back.
 const MIN_EXPIRY = Date.parse('0001-01-01T00:00:00.000Z')
-const MAX_EXPIRY = Date.parse('9999-12-31T23:59:59.999Z')
+export const MAX_EXPIRY = Date.parse('9999-12-31T23:59:59.999Z')
 
 export function assertToken(token: unknown, name = 'token'): asserts token is string {
   if (typeof token !== 'string') throw new TypeError(`${name} must be a string, got ${typeOf(token)}`)

@@ -180,9 +180,7 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
       () => store.set(SID.repeat(100), sessionOf()),
       () => store.set(SID, circular as unknown as SessionData),
       () => store.set(SID, sessionOf({ big: BigInt(1) })),
-      () => store.set(SID, sessionOf({ cookie: { expires: MARKER } })),
-      () => store.set(SID, sessionOf({ cookie: { expires: '+010000-01-01T00:00:00.000Z' } })),
-      () => store.set(SID, { note: MARKER } as unknown as SessionData),
+      () => store.set(SID, MARKER as unknown as SessionData),
       () => store.touch(SID, MARKER as unknown as SessionData),
       () => store.destroy(''),
       () => store.destroyByOwner(42 as unknown as string),
@@ -198,13 +196,13 @@ describeEachBackend('no session id or data in any log line or error', (backend) 
     for (const call of calls) await evidence.failure(call)
   }
 
-  /** Rows that decrypt (when there is a secret) but are no session: not UTF-8, not JSON, no cookie, a throwing parse. */
+  /** Rows that decrypt (when there is a secret) but are no session: not UTF-8, not JSON, not an object. */
   async function undecodableRows(store: PostgresSessionStore, raw: PostgresStore) {
     await raw.clear()
     const unreadable = [
       Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(MARKER)]),
       Buffer.from(`{"cookie": {"note": "${MARKER}"`),
-      Buffer.from(`{"note": "${MARKER}"}`),
+      Buffer.from(`"${MARKER}"`),
     ]
     for (const bytes of unreadable) {
       await raw.commit(SID, bytes, later(HOUR), OWNER)

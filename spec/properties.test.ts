@@ -137,6 +137,39 @@ describeEachBackend(
         { numRuns: NUM_RUNS },
       )
     })
+
+    test('the adapter stores any JSON session with any cookie or none for ttl or its expiry, and reads it back as stored', async () => {
+      const cookies = fc.oneof(
+        fc.constant(undefined),
+        fc.jsonValue(),
+        fc.record({ expires: fc.oneof(fc.jsonValue(), fc.date({ noInvalidDate: false }), expiries) }, { requiredKeys: [] }),
+      )
+      await fc.assert(
+        fc.asyncProperty(fc.dictionary(fc.string(), fc.jsonValue()), cookies, async (fields, cookie) => {
+          const session = { ...fields, cookie } as unknown as SessionData
+          const before = Date.now()
+          const outcome = await settle(() => adapter.set('sid', session))
+          expect(outcome.error).toBeUndefined()
+          const stored = JSON.parse(JSON.stringify(session))
+          const expires = stored.cookie?.expires
+          const time = typeof expires === 'string' || typeof expires === 'number' ? new Date(expires).getTime() : NaN
+          const read = await adapter.get('sid')
+          if (Number.isNaN(time)) {
+            // No usable expiry: kept for ttl (one day), exactly as stored.
+            expect(read).toEqual(stored)
+            const entry = await store.findEntry('sid')
+            expect(entry!.expiry.getTime()).toBeGreaterThanOrEqual(before + 24 * HOUR)
+          } else if (time <= Date.now()) {
+            expect(read).toBeNull()
+          } else {
+            // A usable expiry: the cookie reads back with it (capped at the year 9999), the rest as stored.
+            expect(read).toEqual({ ...stored, cookie: { ...stored.cookie, expires: new Date(Math.min(time, MAX_EXPIRY)) } })
+          }
+          await store.clear()
+        }),
+        { numRuns: NUM_RUNS },
+      )
+    })
   },
   realBackends,
 )

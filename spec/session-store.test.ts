@@ -259,6 +259,95 @@ describeEachBackend('PostgresSessionStore', (backend) => {
     })
   })
 
+  // What express-session's MemoryStore (and connect-pg-simple, connect-redis) accept, this store accepts:
+  // a session without a cookie, or whose cookie.expires is no date, lives for ttl and reads back as stored.
+  describe('sessions without a usable cookie, as the reference stores keep them', () => {
+    const noCookie = { user: 'ada' }
+    const unusable: [string, unknown, unknown][] = [
+      // [what, cookie.expires as set, cookie.expires as JSON stores it]
+      ['an Invalid Date', new Date(NaN), null],
+      ['a string that is no date', 'next tuesday', 'next tuesday'],
+      ['an object', { when: 'soon' }, { when: 'soon' }],
+    ]
+
+    function expectTtlExpiry(expiry: Date, before: number, seconds: number) {
+      expect(expiry.getTime()).toBeGreaterThanOrEqual(before + seconds * 1000)
+      expect(expiry.getTime()).toBeLessThanOrEqual(Date.now() + seconds * 1000)
+    }
+
+    it('a session without a cookie is stored for ttl and read back exactly as stored, no cookie added', async () => {
+      const short = adapter({ ttl: 90 })
+      const before = Date.now()
+      await short.set('sid', noCookie as unknown as SessionData)
+      expectTtlExpiry((await rows())[0].expiry, before, 90)
+      expect(await short.get('sid')).toEqual(noCookie)
+      expect(await short.all()).toEqual({ sid: noCookie })
+      expect(await short.length()).toBe(1)
+    })
+
+    it.each(unusable)('cookie.expires %s: stored for ttl, read back as stored', async (_, expires, stored) => {
+      const short = adapter({ ttl: 90 })
+      const before = Date.now()
+      await short.set('sid', { user: 'ada', cookie: { expires, path: '/' } } as unknown as SessionData)
+      expectTtlExpiry((await rows())[0].expiry, before, 90)
+      expect(await short.get('sid')).toEqual({ user: 'ada', cookie: { expires: stored, path: '/' } })
+    })
+
+    it('a ttl function decides for them too', async () => {
+      const perUser = adapter({ ttl: (session) => ((session as { user?: string }).user ? 7200 : 30) })
+      const before = Date.now()
+      await perUser.set('sid', noCookie as unknown as SessionData)
+      expectTtlExpiry((await rows())[0].expiry, before, 7200)
+    })
+
+    it('a cookie.expires beyond the year 9999 keeps the session until then, as good as forever', async () => {
+      await store.set('sid', { cookie: { expires: new Date('+010000-01-01T00:00:00Z') } } as unknown as SessionData)
+      expect((await rows())[0].expiry).toEqual(new Date('9999-12-31T23:59:59.999Z'))
+      expect(await store.get('sid')).not.toBeNull()
+    })
+
+    it('touch moves them forward by ttl, and get still returns them as stored', async () => {
+      const exact = adapter({ ttl: 90, touchAfter: 0 })
+      await exact.set('sid', noCookie as unknown as SessionData)
+      const first = (await rows())[0].expiry
+      await sleep(20)
+      await exact.touch('sid', noCookie as unknown as SessionData)
+      expect((await rows())[0].expiry.getTime()).toBeGreaterThan(first.getTime())
+      const read = await exact.get('sid')
+      expect(read).toEqual(noCookie)
+      // touch with the session get returned (touchAfter remembers its stored expiry) copes as well.
+      await exact.touch('sid', read!)
+      expect(await exact.get('sid')).toEqual(noCookie)
+    })
+
+    it('listByOwner and destroyByOwner find them', async () => {
+      const owned = adapter({ owner: (session) => (session as { user?: string }).user })
+      await owned.set('sid', noCookie as unknown as SessionData)
+      expect(await owned.listByOwner('ada')).toEqual([
+        { id: 'sid', expiry: expect.any(Date), created: expect.any(Date), session: noCookie },
+      ])
+      expect(await owned.destroyByOwner('ada')).toBe(1)
+      expect(await owned.get('sid')).toBeNull()
+    })
+
+    it('a stored row without a cookie is returned by get, not removed as undecodable', async () => {
+      await core.commit('sid', Buffer.from('{"user":"ada"}'), later(HOUR))
+      expect(await store.get('sid')).toEqual(noCookie)
+      expect(reported).toEqual([])
+      expect(await rows()).toHaveLength(1)
+    })
+
+    it.each([
+      ['null', null],
+      ['a string', 'hunter2'],
+      ['a number', 42],
+    ])('a session that is %s is still a TypeError, and nothing is written', async (_, session) => {
+      await expect(store.set('sid', session as unknown as SessionData)).rejects.toThrow(TypeError)
+      await expect(store.touch('sid', session as unknown as SessionData)).rejects.toThrow(TypeError)
+      expect(await rows()).toHaveLength(0)
+    })
+  })
+
   describe('sessions that cannot be serialized', () => {
     it.each([
       ['a circular object', () => {
@@ -289,7 +378,6 @@ describeEachBackend('PostgresSessionStore', (backend) => {
     it.each([
       ['bytes that are not UTF-8', Buffer.from([0xff, 0xfe, 0x7b])],
       ['invalid JSON', Buffer.from('{"cookie": {"secret": "hunter2"')],
-      ['JSON without a cookie', Buffer.from('{"secret": "hunter2"}')],
       ['JSON that is not an object', Buffer.from('"hunter2"')],
     ])('%s: get returns null, removes the row, reports without id or data', async (_, bytes) => {
       await core.commit(secretSid, bytes, later(HOUR))
@@ -776,8 +864,9 @@ describeEachBackend('PostgresSessionStore', (backend) => {
       const long = await callbackCalls<void>((done) => store.set(secret, sessionOf(), done))
       expect(long.calls).toEqual([[expect.any(RangeError)]])
       expect((long.calls[0][0] as Error).message).not.toContain('xxxx')
-      const noCookie = await callbackCalls<void>((done) => store.set('sid', {} as SessionData, done))
-      expect(noCookie.calls).toEqual([[expect.any(TypeError)]])
+      const noSession = await callbackCalls<void>((done) => store.set('sid', 'hunter2' as never, done))
+      expect(noSession.calls).toEqual([[expect.any(TypeError)]])
+      expect((noSession.calls[0][0] as Error).message).not.toContain('hunter2')
       expect(await rows()).toHaveLength(0)
     })
 
