@@ -24,6 +24,7 @@ const SECRET = process.env.SESSION_SECRET || 'example secret: change me'
 const MAX_AGE = Number(process.env.SESSION_MAX_AGE_MS || 24 * 60 * 60 * 1000)
 // undefined leaves the library's default in place.
 const CLEANUP_INTERVAL = process.env.SESSION_CLEANUP_MS ? Number(process.env.SESSION_CLEANUP_MS) : undefined
+const COOKIE = 'connect.sid'
 
 const log = (message) => console.log(`[example] ${message}`)
 
@@ -49,6 +50,7 @@ app.use(express.urlencoded({ extended: false }))
 app.use(session({
   store,
   secret: SECRET,
+  name: COOKIE,
   resave: false,             // the store keeps unchanged sessions alive through touch()
   saveUninitialized: false,  // no row for a visitor until there is something to keep
   cookie: { maxAge: MAX_AGE, httpOnly: true, sameSite: 'lax' },
@@ -56,12 +58,15 @@ app.use(session({
 
 // Express 5 passes a rejected promise (say, the database is down) to its error handler.
 app.get('/', async (req, res) => {
+  // Every stored session has lastSeen: a cookie whose session lacks it names a
+  // session that ended (logged out on another device, or expired).
+  const sessionEnded = req.session.lastSeen === undefined && hasCookie(req, COOKIE)
   req.session.views = (req.session.views ?? 0) + 1
   req.session.lastSeen = Date.now()
   // Saved now rather than after the response, so "Your devices" includes this visit.
   await sessionCall(req, 'save')
   const devices = req.session.user ? await store.listByOwner(req.session.user) : []
-  res.type('html').send(page(req, devices))
+  res.type('html').send(page(req, devices, notice(Number(req.query.loggedOut), sessionEnded)))
 })
 
 app.post('/login', async (req, res) => {
@@ -71,19 +76,23 @@ app.post('/login', async (req, res) => {
   await sessionCall(req, 'regenerate')
   req.session.user = name
   req.session.device = deviceName(req.get('user-agent'))
+  req.session.lastSeen = Date.now()
+  // Saved before the redirect: express-session would send the 303 before its
+  // own save completes, and the browser's next request could miss the login.
+  await sessionCall(req, 'save')
   res.redirect(303, '/')
 })
 
 app.post('/logout', async (req, res) => {
   await sessionCall(req, 'destroy')
-  res.clearCookie('connect.sid').redirect(303, '/')
+  res.clearCookie(COOKIE).redirect(303, '/')
 })
 
 // Every session of this user, on every browser: each one's next request finds no session.
 app.post('/logout-everywhere', async (req, res) => {
-  const ended = req.session.user ? await store.destroyByOwner(req.session.user) : 0
+  const loggedOut = req.session.user ? await store.destroyByOwner(req.session.user) : 0
   await sessionCall(req, 'destroy')
-  res.clearCookie('connect.sid').redirect(303, ended ? `/?ended=${ended}` : '/')
+  res.clearCookie(COOKIE).redirect(303, loggedOut ? `/?loggedOut=${loggedOut}` : '/')
 })
 
 const server = app.listen(PORT, HOST, () => {
@@ -104,6 +113,10 @@ async function shutDown(signal) {
   log('stopped')
 }
 
+function hasCookie(req, name) {
+  return (req.get('cookie') ?? '').split(/;\s*/).some((pair) => pair.startsWith(`${name}=`))
+}
+
 /** req.session's callback methods (save, regenerate, destroy) as a promise. */
 function sessionCall(req, method) {
   return new Promise((resolve, reject) => req.session[method]((error) => (error ? reject(error) : resolve())))
@@ -113,9 +126,8 @@ function sessionCall(req, method) {
 // Everything printed passes through escapeHtml. No session id is ever shown:
 // an id is as good as a password.
 
-function page(req, devices) {
+function page(req, devices, notice) {
   const { user, views } = req.session
-  const ended = Number(req.query.ended)
   return `<!doctype html>
 <html lang="en">
 <meta charset="utf-8">
@@ -125,7 +137,7 @@ function page(req, devices) {
 <main>
   <h1>express-session-postgres</h1>
   <p class="lead">An Express app whose sessions live in PostgreSQL.</p>
-  ${ended > 0 ? `<p class="notice" role="status">Logged out on ${ended} ${ended === 1 ? 'device' : 'devices'}.</p>` : ''}
+  ${notice ? `<p class="notice" role="status">${notice}</p>` : ''}
   <section>
     <h2>This session</h2>
     <p>Visits in this session: <strong>${views}</strong></p>
@@ -135,6 +147,12 @@ function page(req, devices) {
 </main>
 </html>
 `
+}
+
+/** What the last action did: a count from "Log out everywhere", or a session that ended elsewhere. */
+function notice(devicesLoggedOut, sessionEnded) {
+  if (devicesLoggedOut > 0) return `Logged out on ${devicesLoggedOut} ${devicesLoggedOut === 1 ? 'device' : 'devices'}.`
+  return sessionEnded ? 'Your session has ended. Log in again to continue.' : ''
 }
 
 function loginForm() {
@@ -162,7 +180,7 @@ function devicesSection(req, devices) {
       </tbody>
     </table>
     <div class="row">
-      <form method="post" action="/logout"><button>Log out this device</button></form>
+      <form method="post" action="/logout"><button class="secondary">Log out this device</button></form>
       <form method="post" action="/logout-everywhere"><button class="danger">Log out everywhere</button></form>
     </div>
   </section>`
@@ -207,16 +225,22 @@ const STYLE = `
   .lead { margin-top: .25rem }
   .hint { font-size: .9rem; margin-bottom: 0 }
   section { background: #fff; border: 1px solid var(--line); border-radius: .75rem; padding: 1.25rem 1.5rem; margin-top: 1.25rem }
-  section > p:first-of-type { margin-top: 0 }
-  .notice { background: #ecfdf5; border: 1px solid #a7f3d0; color: #065f46; border-radius: .5rem; padding: .6rem 1rem }
+  section > :last-child { margin-bottom: 0 }
+  .notice { background: #eff6ff; border: 1px solid #bfdbfe; color: #1e3a8a; border-radius: .5rem; padding: .6rem 1rem }
   .row { display: flex; flex-wrap: wrap; gap: .75rem; align-items: center }
   input { font: inherit; padding: .4rem .6rem; border: 1px solid #d1d5db; border-radius: .4rem; margin-left: .4rem }
   button { font: inherit; padding: .45rem 1rem; border: 1px solid var(--accent); border-radius: .4rem; background: var(--accent); color: #fff; cursor: pointer }
   button:hover { filter: brightness(1.1) }
+  button.secondary { background: #fff; color: var(--ink); border-color: #9ca3af }
   button.danger { background: #fff; color: var(--danger); border-color: var(--danger) }
   table { width: 100%; border-collapse: collapse; margin-bottom: 1rem; font-size: .95rem }
   th, td { text-align: left; padding: .5rem .5rem .5rem 0; border-bottom: 1px solid var(--line) }
   th { color: var(--muted); font-weight: 600; font-size: .85rem }
   .this-device td { font-weight: 600 }
+  time { white-space: nowrap }
   .badge { display: inline-block; margin-left: .4rem; padding: 0 .5rem; border-radius: 1rem; background: #dbeafe; color: #1e40af; font-size: .75rem; font-weight: 600 }
+  @media (max-width: 600px) {
+    section { padding: 1rem }
+    th:nth-child(3), td:nth-child(3) { display: none } /* "Last active": the first to go on a phone */
+  }
 `

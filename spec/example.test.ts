@@ -66,6 +66,7 @@ function describeExampleUse(env: Record<string, string>): void {
     expect(visits(await grace.get(app.url))).toBe(1)
     expect(loggedInAs(page)).toBeUndefined()
     expect(page).not.toContain('Your devices')
+    expect(page).not.toContain('class="notice"')
   })
 
   it('logs in with a name, printed escaped', async () => {
@@ -100,6 +101,7 @@ function describeExampleUse(env: Record<string, string>): void {
     expect(loggedInAs(page)).toBeUndefined()
     expect(page).not.toContain('Lovelace')
     expect(visits(page)).toBe(1) // a new, anonymous session
+    expect(page).not.toContain('class="notice"') // the cookie was cleared: nothing "ended" to report
 
     const phonePage = await phone.get(app.url)
     expect(loggedInAs(phonePage)).toBe(ADA_PRINTED)
@@ -116,6 +118,7 @@ function describeExampleUse(env: Record<string, string>): void {
     expect(loggedInAs(laptopPage)).toBeUndefined()
     expect(visits(laptopPage)).toBe(1)
     expect(laptopPage).not.toContain('Your devices')
+    expect(laptopPage).toContain('Your session has ended. Log in again to continue.')
     expect(loggedInAs(await grace.get(app.url))).toBe('Grace')
   })
 
