@@ -63,7 +63,11 @@ app.get('/', async (req, res) => {
   const sessionEnded = req.session.lastSeen === undefined && hasCookie(req, COOKIE)
   req.session.views = (req.session.views ?? 0) + 1
   req.session.lastSeen = Date.now()
-  // Saved now rather than after the response, so "Your devices" includes this visit.
+  // Saved now rather than after the response, so "Your devices" includes this
+  // visit. touch() first: it moves cookie.expires to now + maxAge, which
+  // express-session would do only after this save; saved with the expiry it
+  // was loaded with, a session close to expiring would be written as expired.
+  req.session.touch()
   await sessionCall(req, 'save')
   const devices = req.session.user ? await store.listByOwner(req.session.user) : []
   res.type('html').send(page(req, devices, notice(Number(req.query.loggedOut), sessionEnded)))
