@@ -179,6 +179,8 @@ class VirtualUser {
   private readonly browser = new Browser()
   private views = 0 // the counter the server showed last, in the current session
   private loggedIn = false
+  private previousSentAt = 0 // when the step before the current one was sent
+  private sentAt = 0
 
   constructor(private readonly name: string, private readonly url: string, private readonly ledger: Ledger) {
     ledger.users.push(this)
@@ -254,6 +256,8 @@ class VirtualUser {
   /** Runs one browser step of `requests` HTTP requests and records the session it ends in. */
   private async get(step: () => Promise<string>, requests = 1): Promise<string> {
     const sentAt = Date.now()
+    this.previousSentAt = this.sentAt
+    this.sentAt = sentAt
     this.ledger.requests += requests
     const page = await step()
     this.ledger.seen(this.browser.sessionId(), sentAt)
@@ -262,7 +266,11 @@ class VirtualUser {
 
   private expectPage(page: string, views: number): void {
     const shown = visits(page)
-    if (shown !== views) throw new Error(`expected visit ${views}, the page shows ${shown} (logged in: ${this.loggedIn})`)
+    if (shown !== views) {
+      // A session lives MAX_AGE ms: past that between two steps (a loaded machine), it has rightly expired.
+      const gap = Date.now() - this.previousSentAt
+      throw new Error(`expected visit ${views}, the page shows ${shown} (logged in: ${this.loggedIn}; ${gap} ms since the previous step was sent)`)
+    }
     if (page.includes('Logged in as') !== this.loggedIn) throw new Error(`expected logged in: ${this.loggedIn}`)
     this.views = shown
   }
