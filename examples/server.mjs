@@ -141,10 +141,10 @@ function page(req, devices, notice) {
 <main>
   <h1>express-session-postgres</h1>
   <p class="lead">An Express app whose sessions live in PostgreSQL.</p>
-  ${notice ? `<p class="notice" role="status">${notice}</p>` : ''}
+  ${notice ? `<p class="notice" role="status">${escapeHtml(notice)}</p>` : ''}
   <section>
     <h2>This session</h2>
-    <p>Visits in this session: <strong>${views}</strong></p>
+    <p>Visits in this session: <strong>${escapeHtml(views)}</strong></p>
     ${user ? `<p>Logged in as <strong>${escapeHtml(user)}</strong></p>` : loginForm()}
   </section>
   ${user ? devicesSection(req, devices) : ''}
