@@ -1,6 +1,7 @@
 // The example server (examples/server.mjs) as a child process, and a
 // browser to drive it: fetch with a cookie jar. Shared by example.test.ts
-// (one user story) and soak.test.ts (a minute of mixed traffic).
+// (one user story), soak.test.ts (a minute of mixed traffic) and
+// browser.test.ts (the same page in Chromium).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -90,19 +91,25 @@ function killChild(child: ChildProcess): void {
 export class Browser {
   private readonly cookies = new Map<string, string>()
 
-  async get(url: string): Promise<string> {
+  /** userAgent: the User-Agent header, from which the example names the device. */
+  constructor(private readonly userAgent?: string) {}
+
+  async get(url: string | URL): Promise<string> {
     return this.request(url)
   }
 
   /** Submits the login form and follows the redirect, as a browser does. */
   async login(url: string, name: string): Promise<string> {
-    await this.request(new URL('/login', url), new URLSearchParams({ name }))
-    return this.get(url)
+    return this.submit(url, '/login', new URLSearchParams({ name }))
   }
 
+  /** "Log out this device". */
   async logout(url: string): Promise<string> {
-    await this.request(new URL('/logout', url), new URLSearchParams())
-    return this.get(url)
+    return this.submit(url, '/logout')
+  }
+
+  async logoutEverywhere(url: string): Promise<string> {
+    return this.submit(url, '/logout-everywhere')
   }
 
   /** Drops every cookie: the next request comes from a new visitor. */
@@ -120,17 +127,28 @@ export class Browser {
     return signed.slice(2, signed.lastIndexOf('.'))
   }
 
-  private async request(url: string | URL, form?: URLSearchParams): Promise<string> {
-    const response = await fetch(url, {
-      method: form ? 'POST' : 'GET',
-      body: form,
-      headers: { cookie: this.cookieHeader() },
-      redirect: 'manual',
-    })
+  /** POSTs a form, then GETs the page it redirects to. */
+  private async submit(url: string, action: string, form = new URLSearchParams()): Promise<string> {
+    const response = await this.fetch(new URL(action, url), form)
+    await this.expectStatus(response, 303)
+    return this.get(new URL(response.headers.get('location')!, url))
+  }
+
+  private async request(url: string | URL): Promise<string> {
+    return this.expectStatus(await this.fetch(url), 200)
+  }
+
+  private async fetch(url: string | URL, form?: URLSearchParams): Promise<Response> {
+    const headers: Record<string, string> = { cookie: this.cookieHeader() }
+    if (this.userAgent) headers['user-agent'] = this.userAgent
+    const response = await fetch(url, { method: form ? 'POST' : 'GET', body: form, headers, redirect: 'manual' })
     for (const header of response.headers.getSetCookie()) this.store(header)
+    return response
+  }
+
+  private async expectStatus(response: Response, expected: number): Promise<string> {
     const body = await response.text()
-    const expected = form ? 303 : 200
-    if (response.status !== expected) throw new Error(`${url}: HTTP ${response.status}, expected ${expected}: ${body}`)
+    if (response.status !== expected) throw new Error(`${response.url}: HTTP ${response.status}, expected ${expected}: ${body}`)
     return body
   }
 
@@ -150,13 +168,27 @@ export function visits(page: string): number {
   return Number(match(page, /Visits in this session: <strong>(\d+)<\/strong>/))
 }
 
-export function activeSessions(page: string): number {
-  return Number(match(page, /Active sessions: (\d+)/))
+/** The name after "Logged in as", as printed (escaped), or undefined when logged out. */
+export function loggedInAs(page: string): string | undefined {
+  return /Logged in as <strong>(.*?)<\/strong>/.exec(page)?.[1]
 }
 
-export function sessionRows(page: string): { label: string; user: string; expires: string }[] {
-  const rows = page.matchAll(/<tr[^>]*>\s*<td><code>(.*?)<\/code><\/td>\s*<td>(.*?)<\/td>\s*<td>(.*?)<\/td>/g)
-  return [...rows].map(([, label, user, expires]) => ({ label, user, expires }))
+export interface DeviceRow {
+  /** As printed, e.g. "Chrome on Linux". */
+  device: string
+  thisDevice: boolean
+  signedIn: Date
+  lastActive: Date
+  expires: Date
+}
+
+/** The rows of "Your devices" (none when the section is absent), with the exact times from their datetime attributes. */
+export function devices(page: string): DeviceRow[] {
+  const rows = page.matchAll(/<tr( class="this-device")?>\s*<td>(.*?)<\/td>((?:\s*<td>.*?<\/td>){3})/g)
+  return [...rows].map(([, mark, device, cells]) => {
+    const [signedIn, lastActive, expires] = [...cells.matchAll(/datetime="([^"]+)"/g)].map(([, iso]) => new Date(iso))
+    return { device: device.replace(/ <span class="badge">.*<\/span>/, ''), thisDevice: mark !== undefined, signedIn, lastActive, expires }
+  })
 }
 
 function match(page: string, pattern: RegExp): string {
