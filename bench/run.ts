@@ -39,12 +39,12 @@ const CLEANUP_CONCURRENCY = 16
 const CONTENDING_STORES = 3
 const ITERATE_BATCH_SIZE = 1000
 
-const STORE_LEVEL: StoreName[] = ['memory', 'redis', 'cps', 'floor', 'core', 'adapter', 'single', 'sync-off', 'unlogged']
+const STORE_LEVEL: StoreName[] = ['memory', 'redis', 'cps', 'floor', 'core', 'adapter', 'core-pg', 'adapter-pg', 'single', 'sync-off', 'unlogged']
 // The relaxed-durability variants only change writes: they run the write operations and route.
 const RELAXED_OPS: Op[] = ['set', 'touch']
 const HTTP_LEVEL: Record<Route, StoreName[]> = {
-  read: ['memory', 'redis', 'cps', 'adapter', 'single'],
-  write: ['memory', 'redis', 'cps', 'adapter', 'single', 'sync-off', 'unlogged'],
+  read: ['memory', 'redis', 'cps', 'adapter', 'adapter-pg', 'single'],
+  write: ['memory', 'redis', 'cps', 'adapter', 'adapter-pg', 'single', 'sync-off', 'unlogged'],
 }
 const CONCURRENCIES = [1, 16, 64]
 const HTTP_CONNECTIONS = [10, 50]

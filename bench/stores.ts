@@ -2,8 +2,10 @@
 // preload and a close that removes what the benchmark created. Each
 // PostgreSQL store gets its own table and its own pool of POOL_SIZE
 // connections (the default of both pg.Pool and postgres.js).
-// This library appears five times: as shipped (core, adapter), with coalescing
-// off (single), and with one durability knob relaxed (sync-off, unlogged).
+// This library appears seven times: as shipped (core, adapter), the same on a
+// node-postgres pg.Pool (core-pg, adapter-pg: the same driver as
+// connect-pg-simple), with coalescing off (single), and with one durability
+// knob relaxed (sync-off, unlogged).
 import connectPgSimple from 'connect-pg-simple'
 import { RedisStore } from 'connect-redis'
 import session from 'express-session'
@@ -20,7 +22,7 @@ export const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
 export const POOL_SIZE = 10
 
 export type StoreName =
-  | 'memory' | 'redis' | 'cps' | 'floor' | 'core' | 'adapter' | 'single' | 'sync-off' | 'unlogged'
+  | 'memory' | 'redis' | 'cps' | 'floor' | 'core' | 'adapter' | 'core-pg' | 'adapter-pg' | 'single' | 'sync-off' | 'unlogged'
 
 export const STORE_LABELS: Record<StoreName, string> = {
   memory: 'express-session MemoryStore',
@@ -29,6 +31,8 @@ export const STORE_LABELS: Record<StoreName, string> = {
   floor: 'floor: hand-written SQL on postgres.js',
   core: 'this store: core PostgresStore',
   adapter: 'this store: PostgresSessionStore',
+  'core-pg': 'this store on pg.Pool: core PostgresStore',
+  'adapter-pg': 'this store on pg.Pool: PostgresSessionStore',
   single: 'this store, coalesce: false',
   'sync-off': 'this store, synchronous_commit=off',
   unlogged: 'this store, UNLOGGED table',
@@ -62,6 +66,8 @@ export async function openStore(name: StoreName): Promise<BenchStore> {
       return openFloor()
     case 'core':
     case 'adapter':
+    case 'core-pg':
+    case 'adapter-pg':
     case 'single':
     case 'sync-off':
     case 'unlogged':
@@ -231,19 +237,24 @@ async function openFloor(): Promise<BenchStore> {
   }
 }
 
-async function openThisStore(name: 'core' | 'adapter' | 'single' | 'sync-off' | 'unlogged'): Promise<BenchStore> {
+type ThisStore = 'core' | 'adapter' | 'core-pg' | 'adapter-pg' | 'single' | 'sync-off' | 'unlogged'
+
+async function openThisStore(name: ThisStore): Promise<BenchStore> {
   const { sql, table, close } = await openOwnTable(name, {
     synchronousCommitOff: name === 'sync-off',
     unlogged: name === 'unlogged',
   })
+  // The -pg stores run on a pg.Pool of the same size, as connect-pg-simple does.
+  const pool = name.endsWith('-pg') ? new pg.Pool({ connectionString: DATABASE_URL, max: POOL_SIZE }) : null
   // Every option at its default but the table and the timer, except coalesce for 'single'.
-  const core = new PostgresStore(sql, { table, cleanupInterval: 0, coalesce: name !== 'single' })
+  const core = new PostgresStore(pool ?? sql, { table, cleanupInterval: 0, coalesce: name !== 'single' })
   const preload = bulkInsert(sql, table)
   const closeAll = async () => {
     core.stopCleanup()
+    await pool?.end()
     await close()
   }
-  if (name !== 'core') return expressStore(name, new PostgresSessionStore({ store: core }), closeAll, preload)
+  if (name !== 'core' && name !== 'core-pg') return expressStore(name, new PostgresSessionStore({ store: core }), closeAll, preload)
   // The core alone: bytes in and out, with the JSON step every store needs.
   return {
     name,

@@ -1,28 +1,42 @@
 #!/usr/bin/env node
-// The command line for jobs outside the app: print or apply the schema, and
+// The command line for jobs outside the app: print or apply the schema,
 // prune expired sessions from cron or serverless platforms where the store's
-// cleanup timer never runs. Every failure is one line on stderr, never a
-// stack trace, and never the connection string's password.
+// cleanup timer never runs, and import a connect-pg-simple table. Every
+// failure is one line on stderr, never a stack trace, and never the
+// connection string's password. It runs on whichever driver is installed.
 import { parseArgs } from 'node:util'
-import postgres, { type Sql } from 'postgres'
-import { PostgresStore } from './postgres-store.js'
+import type { Pool } from 'pg'
+import type { Sql } from 'postgres'
+import type { Client } from './drivers/detect.js'
+import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js'
 import { schemaFor } from './schema.js'
 import { parseTableName } from './table.js'
 
-const USAGE = `Usage: express-session-postgres <command> [--url URL] [--table NAME]
+const USAGE = `Usage: express-session-postgres <command> [--url URL] [--table NAME] [--driver postgres|pg]
 
 Commands:
   schema   print the SQL that creates the sessions table
   migrate  create the table and its index when missing (safe to repeat)
   prune    delete expired sessions and print how many went
   stats    print the number of active and expired sessions
+  import --from connect-pg-simple [--from-table NAME] [--hash-tokens]
+           copy the active sessions of a connect-pg-simple table (default:
+           session) into the table; safe to repeat. With the store's secret
+           in EXPRESS_SESSION_POSTGRES_SECRET, sessions are copied encrypted
 
 Options:
-  --url URL     connection string (default: the DATABASE_URL variable)
-  --table NAME  table name, "table" or "schema.table" (default: sessions)
-  -h, --help    print this help
+  --url URL        connection string (default: the DATABASE_URL variable)
+  --table NAME     table name, "table" or "schema.table" (default: sessions)
+  --driver NAME    postgres (postgres.js) or pg (node-postgres); default: the
+                   one installed, postgres first
+  -h, --help       print this help
 
 Exit status: 0 on success, 1 when the database fails, 2 on a usage error.`
+
+const SECRET_VARIABLE = 'EXPRESS_SESSION_POSTGRES_SECRET'
+const DRIVERS = { postgres: 'postgres', pg: 'pg' } as const
+type DriverName = keyof typeof DRIVERS
+const IMPORT_SOURCES = ['connect-pg-simple']
 
 // Long enough for a server across a network, short enough for a cron log to
 // say "unreachable" rather than hang.
@@ -34,6 +48,10 @@ class UsageError extends Error {}
 interface Options {
   url?: string
   table: string
+  driver?: DriverName
+  from?: string
+  fromTable: string
+  hashTokens: boolean
 }
 
 const commands: Record<string, (options: Options) => Promise<void>> = {
@@ -41,6 +59,7 @@ const commands: Record<string, (options: Options) => Promise<void>> = {
   migrate: (options) => withStore(options, migrate),
   prune: (options) => withStore(options, prune),
   stats: (options) => withStore(options, printStats),
+  import: (options) => withStore(checkImport(options), (store) => importSessions(store, options)),
 }
 
 async function printSchema({ table }: Options): Promise<void> {
@@ -62,23 +81,66 @@ async function printStats(store: PostgresStore): Promise<void> {
   console.log(`active: ${active}\nexpired: ${expired}`)
 }
 
+function checkImport(options: Options): Options {
+  if (options.from === undefined) throw new UsageError('import needs --from connect-pg-simple')
+  if (!IMPORT_SOURCES.includes(options.from)) throw new UsageError(`cannot import from "${options.from}" (only connect-pg-simple)`)
+  return options
+}
+
+async function importSessions(store: PostgresStore, { fromTable }: Options): Promise<void> {
+  const { copied, skipped } = await store.importConnectPgSimple(fromTable)
+  console.log(`copied: ${copied}\nskipped: ${skipped}`)
+}
+
 /** Runs one command on a store over its own connection, closed afterwards so the process exits. */
-async function withStore({ url, table }: Options, command: (store: PostgresStore) => Promise<void>): Promise<void> {
+async function withStore(options: Options, command: (store: PostgresStore) => Promise<void>): Promise<void> {
+  const { url, table, hashTokens } = options
   if (!url) throw new UsageError('no database: set DATABASE_URL or pass --url')
-  const sql = connect(url)
+  const connection = connect(url, options.driver ?? installedDriver())
   try {
-    await answersWithin(sql, CONNECT_TIMEOUT_SECONDS)
-    await command(new PostgresStore(sql, { table, cleanupInterval: 0 }))
+    // The first statement of the command reads the table, so a silent port
+    // (a proxy, another service) would hang the job: it must answer first.
+    await answersWithin(connection.client, CONNECT_TIMEOUT_SECONDS)
+    const secret = process.env[SECRET_VARIABLE] || undefined
+    // prepare: false, because a one-shot job gains nothing from prepared statements,
+    // and behind PgBouncer in transaction mode they can vanish between two statements.
+    const storeOptions: PostgresStoreOptions = { table, cleanupInterval: 0, prepare: false, hashTokens, secret }
+    await command(new PostgresStore(connection.client, storeOptions))
   } finally {
-    await sql.end({ timeout: 1 })
+    await connection.end()
   }
 }
 
-// prepare: false, because a one-shot job gains nothing from prepared statements,
-// and behind PgBouncer in transaction mode they can vanish between two statements.
-function connect(url: string): Sql {
+/** postgres.js when it is installed, else node-postgres. */
+function installedDriver(): DriverName {
+  for (const name of ['postgres', 'pg'] as const) {
+    try {
+      require.resolve(DRIVERS[name])
+      return name
+    } catch {
+      // not installed: try the next one
+    }
+  }
+  throw new UsageError('no driver: install postgres (postgres.js) or pg (node-postgres)')
+}
+
+interface Connection {
+  client: Client
+  end(): Promise<void>
+}
+
+// One connection, through the driver asked for, loaded only now.
+function connect(url: string, driver: DriverName): Connection {
+  if (driver === 'pg') {
+    const pg: typeof import('pg') = require('pg')
+    const pool: Pool = new pg.Pool({ connectionString: url, max: 1, connectionTimeoutMillis: CONNECT_TIMEOUT_SECONDS * 1000 })
+    pool.on('error', () => {}) // a dropped idle connection: the next statement fails and says why
+    return { client: pool, end: () => pool.end() }
+  }
+  const postgres: typeof import('postgres') = require('postgres')
   try {
-    return postgres(url, { max: 1, prepare: false, connect_timeout: CONNECT_TIMEOUT_SECONDS, onnotice: () => {} })
+    const sql: Sql = postgres(url, { max: 1, connect_timeout: CONNECT_TIMEOUT_SECONDS, onnotice: () => {} })
+    return { client: sql, end: () => sql.end({ timeout: 1 }) }
   } catch (error) {
     if ((error as { code?: string }).code === 'ERR_INVALID_URL') throw new UsageError('the connection string is not a valid URL')
     throw error
@@ -87,13 +149,14 @@ function connect(url: string): Sql {
 
 // connect_timeout covers the TCP connection only: a port that accepts and then
 // stays silent (a proxy, another service) would otherwise hang the job forever.
-async function answersWithin(sql: Sql, seconds: number): Promise<void> {
+async function answersWithin(client: Client, seconds: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   const silence = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`the database did not answer within ${seconds} s`)), seconds * 1000)
   })
   try {
-    await Promise.race([sql`SELECT 1`.execute(), silence])
+    const ping = new PostgresStore(client, { cleanupInterval: 0, prepare: false, queryTimeout: 0 }).schemaVersion()
+    await Promise.race([ping, silence])
   } finally {
     clearTimeout(timer)
   }
@@ -107,13 +170,24 @@ function parseCommandLine(args: string[]): { command?: string; help: boolean; op
       options: {
         url: { type: 'string' },
         table: { type: 'string', default: 'sessions' },
+        driver: { type: 'string' },
+        from: { type: 'string' },
+        'from-table': { type: 'string', default: 'session' },
+        'hash-tokens': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     })
     if (positionals.length > 1) throw new Error(`expected one command, got ${positionals.length}`)
     parseTableName(values.table)
+    parseTableName(values['from-table'])
+    const { driver } = values
+    if (driver !== undefined && !Object.hasOwn(DRIVERS, driver)) throw new Error(`--driver must be postgres or pg, got "${driver}"`)
     const url = values.url ?? process.env.DATABASE_URL
-    return { command: positionals[0], help: values.help, options: { url, table: values.table } }
+    const options: Options = {
+      url, table: values.table, driver: driver as DriverName | undefined,
+      from: values.from, fromTable: values['from-table'], hashTokens: values['hash-tokens'],
+    }
+    return { command: positionals[0], help: values.help, options }
   } catch (error) {
     // parseArgs appends a long hint about '--' to its first sentence.
     throw new UsageError((error as Error).message.split('. ')[0])

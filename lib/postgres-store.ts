@@ -3,7 +3,7 @@
 // a background sweep of expired rows. All of the library's SQL lives in this
 // file; it reaches the database through a driver (lib/drivers/).
 import { CleanupTimer, logError, reportSafely } from './cleanup.js'
-import { commitCoalescer, deleteCoalescer, findCoalescer, touchCoalescer, type RunQuery } from './coalescer.js'
+import { commitCoalescer, deleteCoalescer, findCoalescer, textArray, touchCoalescer, type RunQuery } from './coalescer.js'
 import { driverFor, type Client } from './drivers/detect.js'
 import type { Driver, Queryable } from './drivers/driver.js'
 import { DecryptionError, Encryption } from './encryption.js'
@@ -58,6 +58,14 @@ export interface SessionStats {
   active: number
   /** Rows past their expiry, waiting for the sweep. */
   expired: number
+}
+
+/** What importConnectPgSimple did. */
+export interface ImportResult {
+  /** Sessions written into this store's table. */
+  copied: number
+  /** Active sessions left alone: this table already holds a destroyed or a later-expiring row for them, or the id cannot be a token. */
+  skipped: number
 }
 
 export const DEFAULT_CLEANUP_INTERVAL = 5 * 60 * 1000
@@ -286,6 +294,36 @@ export class PostgresStore {
   }
 
   /**
+   * Copies the active sessions of a connect-pg-simple table (sid, sess, expire)
+   * into this store's table, hashed and encrypted as this store writes, batchSize at a time. A destroyed row, or one that expires later, is
+   * never overwritten, so running it again copies nothing twice; a missing source table rejects with PostgreSQL's error.
+   */
+  async importConnectPgSimple(sourceTable = 'session', batchSize = 1000): Promise<ImportResult> {
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError('batchSize must be a whole number from 1')
+    const readPage = connectPgSimplePage(parseTableName(sourceTable).quoted)
+    const result: ImportResult = { copied: 0, skipped: 0 }
+    // Pages in sid order, each its own statement: no transaction or cursor is
+    // held open, so a pool of one connection is enough.
+    for (let after = ''; ;) {
+      const rows = await this.run<{ sid: string; sess: string; expire: Date }>(readPage, [after, batchSize])
+      const sessions = rows.flatMap(({ sid, sess, expire }) => {
+        const key = this.validKeyOf(sid)
+        return key === null ? [] : [{ key, data: this.seal(Buffer.from(sess, 'utf8'), key), expire }]
+      })
+      const copied = sessions.length === 0 ? [] : await this.run<{ token: string }>(this.queries.importMany, [
+        textArray(sessions.map(({ key }) => key)),
+        textArray(sessions.map(({ data }) => '\\x' + data.toString('hex'))),
+        textArray(sessions.map(({ expire }) => expire.toISOString())),
+        this.absoluteTimeout,
+      ])
+      result.copied += copied.length
+      result.skipped += rows.length - copied.length
+      if (rows.length < batchSize) return result
+      after = rows[rows.length - 1].sid
+    }
+  }
+
+  /**
    * Resolves to the schema version of the table: 0 when it does not exist, 1
    * for pgxstore's table, 2 for the current one.
    */
@@ -327,6 +365,15 @@ export class PostgresStore {
   private keyOf(token: string): string {
     assertToken(token)
     return this.hashTokens ? hashToken(token) : token
+  }
+
+  /** keyOf, or null for a token this store cannot hold. */
+  private validKeyOf(token: string): string | null {
+    try {
+      return this.keyOf(token)
+    } catch {
+      return null
+    }
   }
 
   private seal(data: Uint8Array, key: string): Buffer {
@@ -443,7 +490,28 @@ export function buildQueries(table: string, tombstones: boolean) {
       `(SELECT token FROM ${table} WHERE expiry <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`,
     schemaVersion:
       "SELECT to_regclass($1) IS NOT NULL AS exists, obj_description(to_regclass($1), 'pg_class') AS comment",
+    // Sessions from another store: a new row, or one that replaces an expired
+    // row or an active one that expires sooner. A tombstone is never
+    // overwritten, and a row imported before keeps its expiry (capped from its
+    // own creation time), so a second run changes nothing.
+    importMany:
+      `INSERT INTO ${table} AS s (token, data, expiry) ` +
+      `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$4')}) ` +
+      `FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS v(token, data, expiry) ` +
+      `ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, created = ${created}, ` +
+      `expiry = least(EXCLUDED.expiry, ${absoluteLimit(created, '$4')}) ` +
+      `WHERE NOT s.destroyed AND s.expiry < least(EXCLUDED.expiry, ${absoluteLimit(created, '$4')}) RETURNING s.token`,
   }
+}
+
+// One page of a connect-pg-simple table's active sessions, after the sid $1.
+// Its expire column is a timestamp without time zone, which connect-pg-simple
+// itself compares as a timestamptz in the session's time zone: so does this.
+function connectPgSimplePage(source: string): string {
+  return (
+    `SELECT sid, sess::text AS sess, expire::timestamptz AS expire FROM ${source} ` +
+    'WHERE sid > $1 AND expire::timestamptz > now() ORDER BY sid LIMIT $2'
+  )
 }
 
 function checkMilliseconds(name: string, ms: unknown, min: number, max: number): void {

@@ -35,7 +35,7 @@ describeOnServer('a pg.Pool of one client [PostgreSQL server, pg]', () => {
   })
 
   it('gets its client back from a statement that timed out, while the statement is still blocked', async () => {
-    const store = await newStore({ queryTimeout: 300 })
+    const store = await newStore({ queryTimeout: 1000 })
     await store.commit('locked', Buffer.from('v1'), later(HOUR))
     const other = postgres(url!, { max: 1, onnotice: () => {} })
     let release!: () => void
