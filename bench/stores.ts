@@ -187,7 +187,7 @@ const FLUSH =
 const OWN_BACKENDS =
   "SELECT pid FROM pg_stat_activity WHERE application_name = current_setting('application_name') AND datname = current_database()"
 
-async function flushBackends(query: (text: string) => Promise<{ pid: number }[]>): Promise<number> {
+export async function flushBackends(query: (text: string) => Promise<{ pid: number }[]>): Promise<number> {
   const pending = new Set((await query(OWN_BACKENDS)).map((row) => row.pid))
   let transactions = 1
   for (let attempt = 0; pending.size > 0; attempt++) {
