@@ -74,14 +74,15 @@ export async function runHttpBench(options: HttpBenchOptions): Promise<HttpSampl
   }
 }
 
-function spawnServer(store: StoreName, port: number, seed: string, count: number): ChildProcess {
+export function spawnServer(store: StoreName, port: number, seed: string, count: number, env = process.env): ChildProcess {
   const tsx = join(__dirname, 'node_modules', 'tsx', 'dist', 'cli.mjs')
   return spawn(process.execPath, [tsx, join(__dirname, 'http-server.ts'), store, String(port), seed, String(count)], {
     stdio: ['pipe', 'pipe', 'inherit'], // stdin closes when this process ends, however it ends
+    env,
   })
 }
 
-function serverReady(store: StoreName, child: ChildProcess): Promise<void> {
+export function serverReady(store: StoreName, child: ChildProcess): Promise<void> {
   const lines = createInterface({ input: child.stdout! })
   return new Promise<void>((resolve, reject) => {
     lines.on('line', (line) => line === 'ready' && resolve())
@@ -89,7 +90,7 @@ function serverReady(store: StoreName, child: ChildProcess): Promise<void> {
   })
 }
 
-async function stopServer(child: ChildProcess): Promise<void> {
+export async function stopServer(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return
   const exited = once(child, 'exit')
   child.kill('SIGTERM')
@@ -99,13 +100,13 @@ async function stopServer(child: ChildProcess): Promise<void> {
 }
 
 // A run where no request found its session would measure the wrong thing.
-async function checkServer(store: StoreName, port: number, cookie: string): Promise<void> {
+export async function checkServer(store: StoreName, port: number, cookie: string): Promise<void> {
   const response = await fetch(`http://127.0.0.1:${port}/read`, { headers: { cookie } })
   const body = await response.text()
   if (!response.ok || !/^\d+$/.test(body)) throw new Error(`the ${store} server did not find a preloaded session`)
 }
 
-async function drive(port: number, route: Route, connections: number, seconds: number, cookies: string[]) {
+export async function drive(port: number, route: Route, connections: number, seconds: number, cookies: string[]) {
   const result = await autocannon({
     url: `http://127.0.0.1:${port}`,
     connections,

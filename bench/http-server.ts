@@ -14,6 +14,13 @@ async function main() {
   await store.preload(Array.from({ length: Number(count) }, (_, i) => [seededSid(seed, i), newSession(i)] as const))
 
   const app = express()
+  // For the cost bench (bench/cost-bench.ts), outside the session middleware:
+  // the statements the store sent so far, then its backends' statistics flushed.
+  app.get('/__cost', async (_req, res) => {
+    const statements = store.statements?.() ?? 0
+    const flushTransactions = (await store.flushStats?.()) ?? 0
+    res.json({ table: store.table ?? null, pid: process.pid, statements, flushTransactions })
+  })
   app.use(session({
     store: store.expressStore,
     secret: HTTP_SECRET,

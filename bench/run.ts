@@ -1,8 +1,8 @@
-// `npm run bench` (full, at most ~15 min) or `npm run bench -- --quick` (~4 min):
-// store level, HTTP level, pgbench, cleanup and iteration in one run; raw
-// samples go to results/latest.json and BENCHMARKS.md at the repo root is
-// generated from it. `--cleanup` and/or `--iteration` run only those sections
-// and replace just them in latest.json.
+// `npm run bench` (full) or `npm run bench -- --quick`: store level, HTTP
+// level, pgbench, cleanup, iteration and cost in one run; raw samples go to
+// results/latest.json and BENCHMARKS.md at the repo root is generated from it.
+// `--cleanup`, `--iteration` and/or `--cost` run only those sections and
+// replace just them in latest.json; `--skip-<section>` leaves one out.
 import { execFileSync } from 'node:child_process'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, release, totalmem } from 'node:os'
@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import postgres from 'postgres'
 import { createClient } from 'redis'
 import { runCleanupBench } from './cleanup-bench.js'
+import { runCostBench } from './cost-bench.js'
 import { runHttpBench, type Route } from './http-bench.js'
 import { runIterationBench } from './iterate-bench.js'
 import { pgbenchAvailable, runPgbench } from './pgbench.js'
@@ -26,6 +27,11 @@ const MODES = {
     pgbench: { rounds: 1, seconds: 1 },
     cleanup: { expiredRows: 100_000, liveSessions: PRELOADED_SESSIONS, idleMs: 2_000, contendedRows: 30_000, maxSweepMs: 60_000 },
     iteration: { rows: 100_000, allRows: 100_000, timeoutMs: 120_000 },
+    cost: {
+      sessions: PRELOADED_SESSIONS, repetitions: 3, cellCalls: 1_000, cellMs: 1_500,
+      http: { connections: [10, 64], seconds: 1, sessionCount: 2_000 },
+      churn: { operations: 20_000, sessions: 1_000, concurrency: 16 },
+    },
   },
   full: {
     store: { rounds: 5, cellMs: 500 },
@@ -33,8 +39,14 @@ const MODES = {
     pgbench: { rounds: 2, seconds: 2 },
     cleanup: { expiredRows: 1_000_000, liveSessions: PRELOADED_SESSIONS, idleMs: 5_000, contendedRows: 100_000, maxSweepMs: 240_000 },
     iteration: { rows: 1_000_000, allRows: 100_000, timeoutMs: 120_000 },
+    cost: {
+      sessions: PRELOADED_SESSIONS, repetitions: 3, cellCalls: 3_000, cellMs: 3_000,
+      http: { connections: [10, 64], seconds: 2, sessionCount: PRELOADED_SESSIONS },
+      churn: { operations: 200_000, sessions: PRELOADED_SESSIONS, concurrency: 16 },
+    },
   },
 }
+const COST_CONCURRENCIES = [1, 16]
 const CLEANUP_CONCURRENCY = 16
 const CONTENDING_STORES = 3
 const ITERATE_BATCH_SIZE = 1000
@@ -52,7 +64,7 @@ const HTTP_CONNECTIONS = [10, 50]
 async function main() {
   const args = new Set(process.argv.slice(2))
   const mode = args.has('--quick') ? 'quick' : 'full'
-  const only = ['--cleanup', '--iteration'].filter((flag) => args.has(flag))
+  const only = ['--cleanup', '--iteration', '--cost'].filter((flag) => args.has(flag))
   const config = MODES[mode]
   const log = (line: string) => process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`)
   const startedAt = new Date()
@@ -82,6 +94,10 @@ async function main() {
   if (runs('--iteration')) {
     const iteration = await runIterationBench({ ...config.iteration, batchSize: ITERATE_BATCH_SIZE, log })
     results.iteration = { ...iteration, mode, measuredAt: new Date().toISOString() }
+  }
+  if (runs('--cost')) {
+    const cost = await runCostBench({ ...config.cost, concurrencies: COST_CONCURRENCIES, log })
+    results.cost = { ...cost, mode, config: config.cost, commit: gitCommit(), measuredAt: new Date().toISOString() }
   }
   const minutes = Math.round((Date.now() - startedAt.getTime()) / 600) / 100
   if (only.length === 0) {

@@ -48,22 +48,35 @@ export interface BenchStore {
   preload(sessions: ReadonlyArray<readonly [string, BenchSession]>): Promise<void>
   /** The express-session Store for the HTTP benchmark (not for core and floor). */
   readonly expressStore?: session.Store
+  /** PostgreSQL stores: the table, and the application_name of every connection of the pool. */
+  readonly table?: string
+  readonly applicationName?: string
+  /** PostgreSQL stores: statements sent so far, counted at the client. */
+  statements?(): number
+  /**
+   * PostgreSQL stores: makes every backend of the pool publish its pending
+   * statistics now, and resolves to the transactions this itself ran.
+   */
+  flushStats?(): Promise<number>
   close(): Promise<void>
 }
 
 const tableSuffix = `${process.pid}_${Date.now().toString(36)}`
 const quiet = { onnotice: () => {} }
 
-export async function openStore(name: StoreName): Promise<BenchStore> {
+/** Each pool's connections carry this name, so the cost bench can find their backends. */
+export const applicationName = (name: StoreName, pid = process.pid) => `esp-bench ${name} ${pid}`
+
+export async function openStore(name: StoreName, url = DATABASE_URL): Promise<BenchStore> {
   switch (name) {
     case 'memory':
       return expressStore(name, new session.MemoryStore(), async () => {})
     case 'redis':
       return openRedis()
     case 'cps':
-      return openConnectPgSimple()
+      return openConnectPgSimple(url)
     case 'floor':
-      return openFloor()
+      return openFloor(url)
     case 'core':
     case 'adapter':
     case 'core-pg':
@@ -71,7 +84,7 @@ export async function openStore(name: StoreName): Promise<BenchStore> {
     case 'single':
     case 'sync-off':
     case 'unlogged':
-      return openThisStore(name)
+      return openThisStore(name, url)
   }
 }
 
@@ -127,9 +140,16 @@ async function openRedis(): Promise<BenchStore> {
   }, preload)
 }
 
-async function openConnectPgSimple(): Promise<BenchStore> {
+async function openConnectPgSimple(url: string): Promise<BenchStore> {
   const PgStore = connectPgSimple(session)
-  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: POOL_SIZE })
+  const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE, application_name: applicationName('cps') })
+  // connect-pg-simple sends every statement through pool.query.
+  let statements = 0
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown
+  pool.query = ((...args: unknown[]) => {
+    statements++
+    return query(...args)
+  }) as typeof pool.query
   const table = `bench_cps_${tableSuffix}`
   // connect-pg-simple's own table.sql, under a table of our own.
   await pool.query(`CREATE TABLE "${table}" (sid varchar NOT NULL COLLATE "default", sess json NOT NULL, expire timestamp(6) NOT NULL)`)
@@ -147,10 +167,42 @@ async function openConnectPgSimple(): Promise<BenchStore> {
       )
     }
   }
-  return expressStore('cps', store, async () => {
-    await pool.query(`DROP TABLE IF EXISTS "${table}"`)
-    await pool.end()
-  }, preload)
+  const measured = {
+    table, applicationName: applicationName('cps'), statements: () => statements,
+    flushStats: () => flushBackends(async (text) => (await pool.query<{ pid: number }>(text)).rows),
+  }
+  return {
+    ...expressStore('cps', store, async () => {
+      await pool.query(`DROP TABLE IF EXISTS "${table}"`)
+      await pool.end()
+    }, preload),
+    ...measured,
+  }
+}
+
+// PostgreSQL 15+ backends publish their statistics when they go idle, at most
+// once a second (else 10 s later): pg_stat_force_next_flush() makes the backend
+// that runs it publish as soon as that statement ends. Every backend of the
+// pool must run it: as many sleeping flush statements at once as the pool has
+// backends land on distinct idle connections; any backend missed gets another round.
+// The flush statement reads a catalog table: a backend with no table statistics
+// pending skips the flush and would publish the statement's own transaction
+// only at some later flush (measured on PostgreSQL 15).
+const FLUSH =
+  'SELECT pg_backend_pid() AS pid, pg_stat_force_next_flush() FROM pg_sleep(0.05), (SELECT 1 FROM pg_namespace LIMIT 1) AS catalog'
+const OWN_BACKENDS =
+  "SELECT pid FROM pg_stat_activity WHERE application_name = current_setting('application_name') AND datname = current_database()"
+
+export async function flushBackends(query: (text: string) => Promise<{ pid: number }[]>): Promise<number> {
+  const pending = new Set((await query(OWN_BACKENDS)).map((row) => row.pid))
+  let transactions = 1
+  for (let attempt = 0; pending.size > 0; attempt++) {
+    if (attempt === 5) throw new Error(`statistics of backends ${[...pending].join(', ')} could not be flushed`)
+    const results = await Promise.all(Array.from({ length: pending.size }, () => query(FLUSH)))
+    transactions += results.length
+    for (const [row] of results) pending.delete(row.pid)
+  }
+  return transactions
 }
 
 // --- PostgreSQL tables in this library's schema ----------------------------
@@ -162,12 +214,21 @@ interface Durability {
   unlogged?: boolean
 }
 
-async function openOwnTable(
-  name: StoreName,
-  durability: Durability = {},
-): Promise<{ sql: Sql; table: string; close: () => Promise<void> }> {
-  const connection = durability.synchronousCommitOff ? { synchronous_commit: 'off' } : {}
-  const sql = postgres(DATABASE_URL, { ...quiet, max: POOL_SIZE, connection })
+interface OwnTable {
+  sql: Sql
+  table: string
+  measured: Pick<BenchStore, 'table' | 'applicationName' | 'statements' | 'flushStats'>
+  close: () => Promise<void>
+}
+
+async function openOwnTable(name: StoreName, url: string, durability: Durability = {}): Promise<OwnTable> {
+  const connection = {
+    application_name: applicationName(name),
+    ...(durability.synchronousCommitOff ? { synchronous_commit: 'off' } : {}),
+  }
+  let statements = 0
+  const debug = () => void statements++
+  const sql = postgres(url, { ...quiet, max: POOL_SIZE, connection, debug })
   const table = `bench_${name.replace('-', '_')}_${tableSuffix}`
   await new PostgresStore(sql, { table, cleanupInterval: 0 }).migrate()
   if (durability.unlogged) await sql.unsafe(`ALTER TABLE "${table}" SET UNLOGGED`)
@@ -176,7 +237,11 @@ async function openOwnTable(
     await sql.unsafe(`DROP TABLE IF EXISTS "${table}"`)
     await sql.end({ timeout: 5 })
   }
-  return { sql, table, close }
+  const measured = {
+    table, applicationName: applicationName(name), statements: () => statements,
+    flushStats: () => flushBackends((text) => sql.unsafe<{ pid: number }[]>(text)),
+  }
+  return { sql, table, measured, close }
 }
 
 // A knob that silently did not apply would make the relaxed rows measure the durable store.
@@ -212,8 +277,8 @@ const encode = (s: BenchSession) => Buffer.from(JSON.stringify(s))
 const expiryOf = (s: BenchSession) => new Date(s.cookie.expires)
 
 /** The same statements as the core, hand-written, with nothing around them but JSON. */
-async function openFloor(): Promise<BenchStore> {
-  const { sql, table, close } = await openOwnTable('floor')
+async function openFloor(url: string): Promise<BenchStore> {
+  const { sql, table, measured, close } = await openOwnTable('floor', url)
   const run = (query: string, params: any[]) => sql.unsafe(query, params, { prepare: true })
   const q = {
     find: `SELECT data, expiry FROM "${table}" WHERE token = $1 AND expiry > now()`,
@@ -234,18 +299,19 @@ async function openFloor(): Promise<BenchStore> {
     destroy: async (sid) => void (await run(q.delete, [sid])),
     preload: bulkInsert(sql, table),
     close,
+    ...measured,
   }
 }
 
 type ThisStore = 'core' | 'adapter' | 'core-pg' | 'adapter-pg' | 'single' | 'sync-off' | 'unlogged'
 
-async function openThisStore(name: ThisStore): Promise<BenchStore> {
-  const { sql, table, close } = await openOwnTable(name, {
+async function openThisStore(name: ThisStore, url: string): Promise<BenchStore> {
+  const { sql, table, measured, close } = await openOwnTable(name, url, {
     synchronousCommitOff: name === 'sync-off',
     unlogged: name === 'unlogged',
   })
   // The -pg stores run on a pg.Pool of the same size, as connect-pg-simple does.
-  const pool = name.endsWith('-pg') ? new pg.Pool({ connectionString: DATABASE_URL, max: POOL_SIZE }) : null
+  const pool = name.endsWith('-pg') ? new pg.Pool({ connectionString: url, max: POOL_SIZE, application_name: applicationName(name) }) : null
   // Every option at its default but the table and the timer, except coalesce for 'single'.
   const core = new PostgresStore(pool ?? sql, { table, cleanupInterval: 0, coalesce: name !== 'single' })
   const preload = bulkInsert(sql, table)
@@ -254,7 +320,9 @@ async function openThisStore(name: ThisStore): Promise<BenchStore> {
     await pool?.end()
     await close()
   }
-  if (name !== 'core' && name !== 'core-pg') return expressStore(name, new PostgresSessionStore({ store: core }), closeAll, preload)
+  if (name !== 'core' && name !== 'core-pg') {
+    return { ...expressStore(name, new PostgresSessionStore({ store: core }), closeAll, preload), ...measured }
+  }
   // The core alone: bytes in and out, with the JSON step every store needs.
   return {
     name,
@@ -267,5 +335,6 @@ async function openThisStore(name: ThisStore): Promise<BenchStore> {
     destroy: (sid) => core.delete(sid),
     preload,
     close: closeAll,
+    ...measured,
   }
 }
