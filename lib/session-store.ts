@@ -4,6 +4,7 @@
 import { Store, type SessionData } from 'express-session'
 import type { Sql } from 'postgres'
 import { logError, reportSafely } from './cleanup.js'
+import type { PostgresJsSql } from './drivers/driver.js'
 import { isPgPool, type PgPool } from './drivers/node-postgres.js'
 import { isPostgresJs } from './drivers/postgres-js.js'
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js'
@@ -55,7 +56,7 @@ interface OwnPoolOptions {
 /** Exactly one way to reach PostgreSQL. */
 export type PostgresSessionStoreOptions = CommonOptions &
   (
-    | (CoreOptions & { sql: Sql<any>; pool?: never; store?: never; connectionString?: never; synchronousCommit?: never })
+    | (CoreOptions & { sql: PostgresJsSql; pool?: never; store?: never; connectionString?: never; synchronousCommit?: never })
     | (CoreOptions & { pool: PgPool; sql?: never; store?: never; connectionString?: never; synchronousCommit?: never })
     | (CoreOptions & OwnPoolOptions & { connectionString: string; sql?: never; pool?: never; store?: never })
     | ({ store: PostgresStore; sql?: never; pool?: never; connectionString?: never; synchronousCommit?: never } & {

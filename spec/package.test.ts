@@ -73,7 +73,8 @@ async function installInFreshProject(tgz: string, name = 'project', leftOut: str
   const installed = JSON.parse(readFileSync(join(dir, 'node_modules', NAME, 'package.json'), 'utf8'))
   const peers = Object.keys(installed.peerDependencies ?? {}).filter((peer) => !leftOut.includes(peer))
   // The type declarations a TypeScript user of express-session has anyway.
-  for (const name of [...peers, '@types/node', '@types/express-session', '@types/pg']) linkFromRoot(name, dir)
+  const pgTypes = leftOut.includes('pg') ? [] : ['@types/pg']
+  for (const name of [...peers, '@types/node', '@types/express-session', ...pgTypes]) linkFromRoot(name, dir)
   return dir
 }
 
@@ -113,9 +114,11 @@ describe('the packed tarball', () => {
 // An application installs the driver it uses and not the other: the package
 // loads, and a store is built, with only that one present.
 describe.each([
-  ['node-postgres', 'postgres', `new PostgresSessionStore({ pool: new (require('pg').Pool)(), cleanupInterval: 0 })`],
-  ['postgres.js', 'pg', `new PostgresSessionStore({ connectionString: 'postgres://nobody@127.0.0.1:1/none', cleanupInterval: 0 })`],
-])('installed beside %s only', (_, missing, createStore) => {
+  ['node-postgres', 'postgres', `new PostgresSessionStore({ pool: new (require('pg').Pool)(), cleanupInterval: 0 })`,
+    `import type { Pool } from 'pg'\ndeclare const pool: Pool\nexport const store = new PostgresSessionStore({ pool })`],
+  ['postgres.js', 'pg', `new PostgresSessionStore({ connectionString: 'postgres://nobody@127.0.0.1:1/none', cleanupInterval: 0 })`,
+    `import type { Sql } from 'postgres'\ndeclare const sql: Sql\nexport const store = new PostgresSessionStore({ sql })`],
+])('installed beside %s only', (_, missing, createStore, typedUsage) => {
   let dir: string
   beforeAll(async () => {
     dir = await installInFreshProject(tarball, `without-${missing}`, [missing])
@@ -144,6 +147,15 @@ describe.each([
       console.log(store.store.table)`
     expect(await succeed(process.execPath, ['--input-type=module', '-e', script], dir)).toBe('sessions\n')
   })
+
+  it(`type-checks without ${missing}'s types, library declarations included`, async () => {
+    const typed = join(dir, 'typed')
+    mkdirSync(typed)
+    writeFileSync(join(typed, 'app.ts'), `import { PostgresSessionStore } from '${NAME}'\n${typedUsage}\n`)
+    const compilerOptions = { strict: true, noEmit: true, types: ['node'], skipLibCheck: false, module: 'node16', moduleResolution: 'node16', target: 'ES2022' }
+    writeFileSync(join(typed, 'tsconfig.json'), JSON.stringify({ compilerOptions, include: ['*'] }))
+    expect(await run(bin('tsc'), ['-p', typed], dir)).toEqual({ status: 0, output: '' })
+  }, 60_000)
 })
 
 describe('installed in a fresh project', () => {

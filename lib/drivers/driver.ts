@@ -24,6 +24,16 @@ export interface Driver extends Queryable {
   cursor<Row extends object>(text: string, params: readonly unknown[], batchSize: number): AsyncIterable<Row[]>
 }
 
+/**
+ * A postgres.js instance (what `postgres(url)` returns), as far as the store
+ * uses it: declared here, so that a node-postgres user needs no postgres.js types.
+ */
+export interface PostgresJsSql {
+  (...args: any[]): any
+  unsafe(query: string, parameters?: any[], options?: { prepare?: boolean }): any
+  begin(...args: any[]): Promise<any>
+}
+
 export interface DriverOptions {
   /** Prepare each statement once per connection (false behind PgBouncer in transaction mode). */
   prepare: boolean

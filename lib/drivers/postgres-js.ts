@@ -3,10 +3,10 @@
 // and transactions as postgres.js offers them. postgres.js parses bytea into
 // Buffer and timestamptz into Date, as the core expects.
 import type { Sql } from 'postgres'
-import type { Driver, DriverOptions, Queryable, Rows } from './driver.js'
+import type { Driver, DriverOptions, PostgresJsSql, Queryable, Rows } from './driver.js'
 
 /** A postgres.js instance: a tagged-template function with methods. */
-export function isPostgresJs(client: unknown): client is Sql<any> {
+export function isPostgresJs(client: unknown): client is PostgresJsSql {
   return typeof client === 'function' && typeof (client as Partial<Sql>).unsafe === 'function'
 }
 
