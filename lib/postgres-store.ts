@@ -8,6 +8,7 @@ import { driverFor, type Client } from './drivers/detect.js'
 import type { Driver, Queryable } from './drivers/driver.js'
 import { DecryptionError, Encryption } from './encryption.js'
 import { withTimeout } from './query-timeout.js'
+import { withRetries } from './retry.js'
 import { SCHEMA_VERSION, schemaFor, versionOf } from './schema.js'
 import { parseTableName, type TableName } from './table.js'
 import { hashToken } from './tokens.js'
@@ -38,6 +39,11 @@ export interface PostgresStoreOptions {
    * connection. A postgres.js instance created with prepare: false never prepares. Default true.
    */
   prepare?: boolean
+  /**
+   * postgres.js: never use a pooled connection that is on a standby (checked
+   * after a fault or a reconnection). Default: on when the instance names several hosts or a target_session_attrs.
+   */
+  primaryOnly?: boolean
 }
 
 /** A row as find and listByOwner see it. */
@@ -75,10 +81,6 @@ export const DEFAULT_QUERY_TIMEOUT = 10_000
 // statement holds locks for long, large enough that a backlog drains quickly.
 const CLEANUP_BATCH_SIZE = 5000
 
-// SQLSTATE 40P01, and how often a statement that lost a deadlock is tried.
-const DEADLOCK_DETECTED = '40P01'
-const DEADLOCK_RETRIES = 3
-
 // setTimeout fires at once for delays beyond a signed 32-bit integer.
 const MAX_TIMER_DELAY = 2 ** 31 - 1
 
@@ -111,7 +113,7 @@ export class PostgresStore {
     const {
       table = 'sessions', cleanupInterval = DEFAULT_CLEANUP_INTERVAL, onError = logError,
       tombstones = true, absoluteTimeout, hashTokens = false, secret,
-      queryTimeout = DEFAULT_QUERY_TIMEOUT, coalesce = true, prepare = true,
+      queryTimeout = DEFAULT_QUERY_TIMEOUT, coalesce = true, prepare = true, primaryOnly,
     } = options
     checkMilliseconds('cleanupInterval', cleanupInterval, 0, MAX_TIMER_DELAY)
     checkMilliseconds('queryTimeout', queryTimeout, 0, MAX_TIMER_DELAY)
@@ -121,8 +123,9 @@ export class PostgresStore {
     checkBoolean('hashTokens', hashTokens)
     checkBoolean('coalesce', coalesce)
     checkBoolean('prepare', prepare)
+    if (primaryOnly !== undefined) checkBoolean('primaryOnly', primaryOnly)
 
-    this.driver = driverFor(client, { prepare, queryTimeout })
+    this.driver = driverFor(client, { prepare, queryTimeout, primaryOnly })
     this.tableName = parseTableName(table)
     this.table = this.tableName.name
     this.queries = buildQueries(this.tableName.quoted, tombstones)
@@ -410,18 +413,19 @@ export class PostgresStore {
   }
 
   // Prepared once per connection by the driver (unless prepare is false, as
-  // behind PgBouncer), then one round trip per call. A deadlock is retried: batches lock their rows in token order, but an
+  // behind PgBouncer), then one round trip per call. Retried (lib/retry.ts)
+  // when it lost a deadlock (batches lock their rows in token order, but an
   // UPDATE ... FROM or destroyByOwner may still lock two rows in the other
-  // order, and PostgreSQL then aborts one statement. Every statement here is
-  // safe to run again.
+  // order), or when its server was read-only, shutting down or gone, as in a
+  // failover: until it succeeds or queryTimeout is up. The driver moves off
+  // connections on a standby (lib/drivers/). Every statement in buildQueries
+  // is safe to send twice.
   private async run<T extends object = Record<string, unknown>>(query: string, params: unknown[]) {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.withDeadline(this.driver.query<T>(query, params))
-      } catch (error) {
-        if (attempt >= DEADLOCK_RETRIES || (error as { code?: string }).code !== DEADLOCK_DETECTED) throw error
-      }
-    }
+    const deadline = this.queryTimeout === 0 ? Infinity : Date.now() + this.queryTimeout
+    return withRetries(() => {
+      const left = deadline === Infinity ? 0 : Math.max(1, deadline - Date.now())
+      return withTimeout(this.driver.query<T>(query, params), left)
+    }, { deadline })
   }
 }
 

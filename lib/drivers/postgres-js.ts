@@ -3,7 +3,9 @@
 // and transactions as postgres.js offers them. postgres.js parses bytea into
 // Buffer and timestamptz into Date, as the core expects.
 import type { Sql } from 'postgres'
+import { retryReason } from '../retry.js'
 import type { Driver, DriverOptions, Queryable, Rows } from './driver.js'
+import { PrimaryGuard } from './primary.js'
 
 /** A postgres.js instance: a tagged-template function with methods. */
 export function isPostgresJs(client: unknown): client is Sql<any> {
@@ -13,22 +15,53 @@ export function isPostgresJs(client: unknown): client is Sql<any> {
 type Unsafe = Pick<Sql<any>, 'unsafe'>
 
 export class PostgresJsDriver implements Driver {
+  // Keeps the pool on the primary (lib/drivers/primary.ts); null when primaryOnly is off.
+  private readonly primary: PrimaryGuard | null
+
   constructor(
     private readonly sql: Sql<any>,
     private readonly options: DriverOptions,
-  ) {}
-
-  query<Row extends object>(text: string, params?: readonly unknown[]): Promise<Rows<Row>> {
-    return run<Row>(this.sql, text, params, this.options.prepare)
+  ) {
+    const { primaryOnly = namesSeveralServers(sql) } = options
+    this.primary = primaryOnly ? new PrimaryGuard(sql) : null
   }
 
-  transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.sql.begin((tx) => work({ query: (text, params) => run(tx, text, params, this.options.prepare) })) as Promise<T>
+  async query<Row extends object>(text: string, params?: readonly unknown[]): Promise<Rows<Row>> {
+    await this.primary?.ensurePrimary(this.deadline())
+    return this.suspectingStandby(run<Row>(this.sql, text, params, this.options.prepare))
+  }
+
+  async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+    await this.primary?.ensurePrimary(this.deadline())
+    const transaction = this.sql.begin((tx) => work({ query: (text, params) => run(tx, text, params, this.options.prepare) }))
+    return this.suspectingStandby(transaction as Promise<T>)
+  }
+
+  // A statement that failed as it would on a standby, or on a server that
+  // went away: the pool is checked before the next statement (the store's retry).
+  private async suspectingStandby<T>(statement: PromiseLike<T>): Promise<T> {
+    try {
+      return await statement
+    } catch (error) {
+      if (retryReason(error) === 'unavailable') this.primary?.suspect()
+      throw error
+    }
+  }
+
+  private deadline(): number {
+    return this.options.queryTimeout === 0 ? Infinity : Date.now() + this.options.queryTimeout
   }
 
   cursor<Row extends object>(text: string, params: readonly unknown[], batchSize: number): AsyncIterable<Row[]> {
     return this.sql.unsafe<Row[]>(text, params as any[], { prepare: this.options.prepare }).cursor(batchSize)
   }
+}
+
+// A multi-host URL, or a target_session_attrs: the application expects
+// postgres.js to find the primary among several servers.
+function namesSeveralServers(sql: Sql<any>): boolean {
+  const options = sql.options as { host?: unknown[]; target_session_attrs?: string } | undefined
+  return (options?.host?.length ?? 0) > 1 || Boolean(options?.target_session_attrs)
 }
 
 // unsafe() with no parameters uses the simple protocol: several statements
