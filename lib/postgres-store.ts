@@ -433,6 +433,9 @@ export class PostgresStore {
 // no absoluteTimeout is set, and least() ignores NULLs: one statement serves both.
 // find, commit, touch and delete each come twice: for one row, and for a batch
 // of rows (`...Many`, arrays in, for the coalescers), with the same rules.
+// Each may be sent twice (run() retries a statement whose server failed or
+// went read-only, and a first attempt may have committed unseen): the
+// comment on each says why a second send changes nothing.
 export function buildQueries(table: string, tombstones: boolean) {
   const active = 'expiry > now() AND NOT destroyed'
   const absoluteLimit = (created: string, param: string) => `${created} + ${param}::float8 * interval '1 millisecond'`
@@ -451,8 +454,11 @@ export function buildQueries(table: string, tombstones: boolean) {
     `data = '', owner = NULL, destroyed = true, expiry = greatest(${expiry}, ${tombstoneExpiry})`
   const tombstoneUpsert = `ON CONFLICT (token) DO UPDATE SET ${tombstone('s.expiry')}`
   return {
+    // Reads (find, findMany, listByOwner, all, count, stats, schemaVersion): change nothing.
     find: `SELECT data, expiry FROM ${table} WHERE token = $1 AND ${active}`,
     findMany: `SELECT token, data, expiry FROM ${table} WHERE token = ANY($1::text[]) AND ${active}`,
+    // Twice: the same upsert with the same values leaves the same row (a
+    // second send after a delete meets the tombstone and writes nothing).
     commit:
       `INSERT INTO ${table} AS s (token, data, expiry, owner) ` +
       `VALUES ($1, $2, least($3::timestamptz, ${absoluteLimit('now()', '$5')}), $4) ${upsert}`,
@@ -462,6 +468,7 @@ export function buildQueries(table: string, tombstones: boolean) {
       `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$5')}), v.owner ` +
       `FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[]) AS v(token, data, expiry, owner) ${upsert}`,
     // Only the expiry: a touch must not rewrite (and so cannot clobber) the data.
+    // Twice: sets the same expiry again (the caller may then hear 1 for a row the first send moved).
     touch:
       `UPDATE ${table} SET expiry = least($1::timestamptz, ${absoluteLimit('created', '$3')}) ` +
       `WHERE token = $2 AND ${active}`,
@@ -469,6 +476,7 @@ export function buildQueries(table: string, tombstones: boolean) {
       `UPDATE ${table} AS s SET expiry = least(v.expiry, ${absoluteLimit('s.created', '$3')}) ` +
       'FROM unnest($1::text[], $2::timestamptz[]) AS v(token, expiry) ' +
       'WHERE s.token = v.token AND s.expiry > now() AND NOT s.destroyed RETURNING s.token',
+    // Twice: a tombstone stays a tombstone (its expiry only moves later); a DELETE finds nothing.
     delete: tombstones
       ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) VALUES ($1, '', ${tombstoneExpiry}, true) ${tombstoneUpsert}`
       : `DELETE FROM ${table} WHERE token = $1`,
@@ -476,6 +484,7 @@ export function buildQueries(table: string, tombstones: boolean) {
       ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) ` +
         `SELECT v.token, '', ${tombstoneExpiry}, true FROM unnest($1::text[]) AS v(token) ${tombstoneUpsert}`
       : `DELETE FROM ${table} WHERE token = ANY($1::text[])`,
+    // Twice: the second send finds no active row and changes nothing (its count then says 0).
     destroyByOwner: tombstones
       ? `UPDATE ${table} SET ${tombstone('expiry')} WHERE owner = $1 AND ${active}`
       : `DELETE FROM ${table} WHERE owner = $1 AND ${active}`,
@@ -483,12 +492,15 @@ export function buildQueries(table: string, tombstones: boolean) {
       `SELECT token, data, expiry, created FROM ${table} WHERE owner = $1 AND ${active} ORDER BY created, token`,
     all: `SELECT token, data, expiry FROM ${table} WHERE ${active}`,
     count: `SELECT count(*) AS count FROM ${table} WHERE ${active}`,
+    // Twice: the table is empty either way (the count is the second send's).
     clear: `DELETE FROM ${table}`,
     stats:
       `SELECT count(*) FILTER (WHERE ${active}) AS active, ` +
       `count(*) FILTER (WHERE expiry <= now()) AS expired FROM ${table}`,
     tryCleanupLock: 'SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked',
     // SKIP LOCKED: rows a request is updating right now wait for the next sweep.
+    // Not retried (it runs in a transaction): a failed sweep is reported, and
+    // the next one deletes what is left; deleting an expired row twice is harmless.
     deleteExpiredBatch:
       `DELETE FROM ${table} WHERE token IN ` +
       `(SELECT token FROM ${table} WHERE expiry <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`,
