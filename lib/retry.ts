@@ -18,11 +18,13 @@ const UNAVAILABLE_SQLSTATES = new Set(['25006', '57P01', '57P02', '57P03'])
 // Class 08: connection exceptions reported by the server.
 const CONNECTION_EXCEPTION_CLASS = '08'
 // The connection itself failed (Node's socket codes and postgres.js's own).
-// Not CONNECTION_ENDED or CONNECTION_DESTROYED: those mean the application
-// ended the pool, and no retry can succeed.
+// CONNECTION_DESTROYED too: postgres.js gives it to the query that opened a
+// connection it then dropped for being on a standby (target_session_attrs),
+// as well as after sql.end(); a retry after sql.end() meets CONNECTION_ENDED,
+// which is not retried (the application ended the pool).
 const CONNECTION_ERRORS = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
-  'CONNECTION_CLOSED', 'CONNECT_TIMEOUT',
+  'CONNECTION_CLOSED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT',
 ])
 
 // A statement that lost a deadlock lost it to another statement, which is

@@ -108,6 +108,15 @@ function report({ name, traffic, faultAt, backAt, acknowledged, lost }: Scenario
     `  database back ${backAt - faultAt} ms after the fault; first success of a call started after the fault: ` +
       `${recoveryTime(after, faultAt)} ms after it; last failure ended ${lastFailure - faultAt} ms after it`,
   ].join('\n'))
+  // The first error of each kind, to tell a driver's failure from a store's.
+  const firsts = new Map<string, unknown>()
+  for (const call of failures(traffic.calls)) {
+    const kind = Object.keys(errorKinds([call]))[0]
+    if (!firsts.has(kind)) firsts.set(kind, call.error)
+  }
+  for (const [kind, error] of firsts) {
+    console.log(`  first ${kind}: ${String((error as Error)?.stack ?? error).split('\n').slice(0, 6).join(' | ')}`)
+  }
 }
 
 describeFaults('a crashed server [PostgreSQL 15, kill -9 and restart]', () => {

@@ -29,9 +29,13 @@ export function sessionApp(store: PostgresSessionStore) {
 }
 
 export class HttpError extends Error {
+  /** As errorKinds (spec/support/traffic.ts) reports it: "HTTP 500". */
+  readonly code: string
+
   constructor(readonly status: number) {
     super(`HTTP ${status}`)
     this.name = 'HttpError'
+    this.code = `HTTP ${status}`
   }
 }
 
