@@ -26,9 +26,18 @@ export class PostgresJsDriver implements Driver {
     this.primary = primaryOnly ? new PrimaryGuard(sql) : null
   }
 
+  // With primaryOnly: checked before, and sent again when its answer may have
+  // come from a standby (every statement of the core is safe to send twice).
   async query<Row extends object>(text: string, params?: readonly unknown[]): Promise<Rows<Row>> {
-    await this.primary?.ensurePrimary(this.deadline())
-    return this.suspectingStandby(run<Row>(this.sql, text, params, this.options.prepare))
+    const primary = this.primary
+    if (primary === null) return run<Row>(this.sql, text, params, this.options.prepare)
+    const deadline = this.deadline()
+    for (;;) {
+      await primary.ensurePrimary(deadline)
+      const mark = primary.mark()
+      const rows = await this.suspectingStandby(run<Row>(this.sql, text, params, this.options.prepare))
+      if ((await primary.settled(mark, deadline)) || Date.now() >= deadline) return rows
+    }
   }
 
   async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {

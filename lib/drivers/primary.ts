@@ -18,10 +18,24 @@ import { withTimeout } from '../query-timeout.js'
 const CHECK_AND_DROP_IF_STANDBY =
   'SELECT pg_is_in_recovery() AS standby, CASE WHEN pg_is_in_recovery() THEN pg_terminate_backend(pg_backend_pid()) END AS dropped'
 
+// A check round waits at most this long: a connection that does not answer
+// is left unchecked (and checked again before the next statement) rather
+// than holding up every statement until its deadline.
+const CHECK_TIMEOUT_MS = 2000
+
+/** Where the pool stood when a statement went out; see PrimaryGuard.settled. */
+export interface Mark {
+  closes: number
+  standbys: number
+}
+
 export class PrimaryGuard {
   // Set when a connection closed since the last clean check: its replacement is unchecked.
   private unchecked = true
   private checking: Promise<void> | null = null
+  // Connections closed, and checks that found a standby (or got no answer), so far.
+  private closes = 0
+  private standbys = 0
 
   constructor(private readonly sql: Sql<any>) {
     // postgres.js reads options.onclose at each close, so wrapping it here
@@ -30,6 +44,7 @@ export class PrimaryGuard {
     const own = options.onclose
     options.onclose = (id) => {
       this.unchecked = true
+      this.closes++
       own?.(id)
     }
   }
@@ -46,17 +61,40 @@ export class PrimaryGuard {
     this.unchecked = true
   }
 
+  mark(): Mark {
+    return { closes: this.closes, standbys: this.standbys }
+  }
+
+  /**
+   * Resolves to whether a statement sent at mark can be trusted to have run
+   * on the primary. postgres.js sends a queued statement on a reopened
+   * connection before anyone can check it: when a connection closed since
+   * mark, the pool is checked now, and a standby found means the answer may
+   * have come from it (a stale read): the caller sends the statement again.
+   */
+  async settled(mark: Mark, deadline: number): Promise<boolean> {
+    if (this.closes === mark.closes && this.standbys === mark.standbys) return true
+    await this.ensurePrimary(deadline)
+    return this.standbys === mark.standbys
+  }
+
   // Clean when every check answered from a primary; otherwise the pool stays
   // unchecked, and the next call checks again.
   private async checkAll(deadline: number): Promise<void> {
     this.unchecked = false
-    const left = deadline === Infinity ? 0 : Math.max(1, deadline - Date.now())
-    const checks = Array.from({ length: this.sql.options.max }, () =>
-      withTimeout(this.sql.unsafe<{ standby: boolean }[]>(CHECK_AND_DROP_IF_STANDBY), left).then(
-        ([row]) => !row.standby,
-        () => false,
-      ),
-    )
-    if (!(await Promise.all(checks)).every(Boolean)) this.unchecked = true
+    const left = Math.max(1, Math.min(CHECK_TIMEOUT_MS, deadline - Date.now()))
+    const checks = Array.from({ length: this.sql.options.max }, async () => {
+      try {
+        const [row] = await withTimeout(this.sql.unsafe<{ standby: boolean }[]>(CHECK_AND_DROP_IF_STANDBY), left)
+        return row !== undefined && !row.standby
+      } catch {
+        return false
+      }
+    })
+    const clean = (await Promise.all(checks)).every(Boolean)
+    if (!clean) {
+      this.unchecked = true
+      this.standbys++
+    }
   }
 }
