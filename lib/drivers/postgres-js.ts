@@ -40,10 +40,13 @@ export class PostgresJsDriver implements Driver {
     }
   }
 
-  async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
-    await this.primary?.ensurePrimary(this.deadline())
-    const transaction = this.sql.begin((tx) => work({ query: (text, params) => run(tx, text, params, this.options.prepare) }))
-    return this.suspectingStandby(transaction as Promise<T>)
+  transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+    const begin = () => {
+      const transaction = this.sql.begin((tx) => work({ query: (text, params) => run(tx, text, params, this.options.prepare) }))
+      return this.suspectingStandby(transaction as Promise<T>)
+    }
+    // Without primaryOnly, BEGIN goes out at once, as postgres.js would send it.
+    return this.primary === null ? begin() : this.primary.ensurePrimary(this.deadline()).then(begin)
   }
 
   // A statement that failed as it would on a standby, or on a server that
