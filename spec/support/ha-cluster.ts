@@ -14,7 +14,10 @@ import { promisify } from 'node:util'
 
 const run = promisify(execFile)
 const HOST = '127.0.0.1'
-const FIRST_PORT = 55432
+// Below Linux's ephemeral range (32768-60999 by default): a port in it can
+// be taken at any moment as the local end of an outgoing connection (the
+// test's own, to the other node), and a server restarting on it then fails.
+const FIRST_PORT = 25432
 const asRoot = process.getuid?.() === 0
 
 /** The directory of initdb, postgres and pg_isready, from `pg_config --bindir`. */
