@@ -509,7 +509,8 @@ export function buildQueries(table: string, tombstones: boolean) {
     // Sessions from another store: a new row, or one that replaces an expired
     // row or an active one that expires sooner. A tombstone is never
     // overwritten, and a row imported before keeps its expiry (capped from its
-    // own creation time), so a second run changes nothing.
+    // own creation time), so a second run changes nothing. Twice: the same (a
+    // retried page counts the rows its first send copied as skipped).
     importMany:
       `INSERT INTO ${table} AS s (token, data, expiry) ` +
       `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$4')}) ` +
