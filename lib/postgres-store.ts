@@ -8,6 +8,7 @@ import { driverFor, type Client } from './drivers/detect.js'
 import type { Driver, Queryable } from './drivers/driver.js'
 import { DecryptionError, Encryption } from './encryption.js'
 import { withTimeout } from './query-timeout.js'
+import { withRetries } from './retry.js'
 import { SCHEMA_VERSION, schemaFor, versionOf } from './schema.js'
 import { parseTableName, type TableName } from './table.js'
 import { hashToken } from './tokens.js'
@@ -38,6 +39,11 @@ export interface PostgresStoreOptions {
    * connection. A postgres.js instance created with prepare: false never prepares. Default true.
    */
   prepare?: boolean
+  /**
+   * postgres.js: never use a pooled connection that is on a standby (checked
+   * after a fault or a reconnection). Default: on when the instance names several hosts or a target_session_attrs.
+   */
+  primaryOnly?: boolean
 }
 
 /** A row as find and listByOwner see it. */
@@ -75,10 +81,6 @@ export const DEFAULT_QUERY_TIMEOUT = 10_000
 // statement holds locks for long, large enough that a backlog drains quickly.
 const CLEANUP_BATCH_SIZE = 5000
 
-// SQLSTATE 40P01, and how often a statement that lost a deadlock is tried.
-const DEADLOCK_DETECTED = '40P01'
-const DEADLOCK_RETRIES = 3
-
 // setTimeout fires at once for delays beyond a signed 32-bit integer.
 const MAX_TIMER_DELAY = 2 ** 31 - 1
 
@@ -111,7 +113,7 @@ export class PostgresStore {
     const {
       table = 'sessions', cleanupInterval = DEFAULT_CLEANUP_INTERVAL, onError = logError,
       tombstones = true, absoluteTimeout, hashTokens = false, secret,
-      queryTimeout = DEFAULT_QUERY_TIMEOUT, coalesce = true, prepare = true,
+      queryTimeout = DEFAULT_QUERY_TIMEOUT, coalesce = true, prepare = true, primaryOnly,
     } = options
     checkMilliseconds('cleanupInterval', cleanupInterval, 0, MAX_TIMER_DELAY)
     checkMilliseconds('queryTimeout', queryTimeout, 0, MAX_TIMER_DELAY)
@@ -121,8 +123,9 @@ export class PostgresStore {
     checkBoolean('hashTokens', hashTokens)
     checkBoolean('coalesce', coalesce)
     checkBoolean('prepare', prepare)
+    if (primaryOnly !== undefined) checkBoolean('primaryOnly', primaryOnly)
 
-    this.driver = driverFor(client, { prepare, queryTimeout })
+    this.driver = driverFor(client, { prepare, queryTimeout, primaryOnly })
     this.tableName = parseTableName(table)
     this.table = this.tableName.name
     this.queries = buildQueries(this.tableName.quoted, tombstones)
@@ -410,18 +413,19 @@ export class PostgresStore {
   }
 
   // Prepared once per connection by the driver (unless prepare is false, as
-  // behind PgBouncer), then one round trip per call. A deadlock is retried: batches lock their rows in token order, but an
+  // behind PgBouncer), then one round trip per call. Retried (lib/retry.ts)
+  // when it lost a deadlock (batches lock their rows in token order, but an
   // UPDATE ... FROM or destroyByOwner may still lock two rows in the other
-  // order, and PostgreSQL then aborts one statement. Every statement here is
-  // safe to run again.
+  // order), or when its server was read-only, shutting down or gone, as in a
+  // failover: until it succeeds or queryTimeout is up. The driver moves off
+  // connections on a standby (lib/drivers/). Every statement in buildQueries
+  // is safe to send twice.
   private async run<T extends object = Record<string, unknown>>(query: string, params: unknown[]) {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.withDeadline(this.driver.query<T>(query, params))
-      } catch (error) {
-        if (attempt >= DEADLOCK_RETRIES || (error as { code?: string }).code !== DEADLOCK_DETECTED) throw error
-      }
-    }
+    const deadline = this.queryTimeout === 0 ? Infinity : Date.now() + this.queryTimeout
+    return withRetries(() => {
+      const left = deadline === Infinity ? 0 : Math.max(1, deadline - Date.now())
+      return withTimeout(this.driver.query<T>(query, params), left)
+    }, { deadline })
   }
 }
 
@@ -429,6 +433,9 @@ export class PostgresStore {
 // no absoluteTimeout is set, and least() ignores NULLs: one statement serves both.
 // find, commit, touch and delete each come twice: for one row, and for a batch
 // of rows (`...Many`, arrays in, for the coalescers), with the same rules.
+// Each may be sent twice (run() retries a statement whose server failed or
+// went read-only, and a first attempt may have committed unseen): the
+// comment on each says why a second send changes nothing.
 export function buildQueries(table: string, tombstones: boolean) {
   const active = 'expiry > now() AND NOT destroyed'
   const absoluteLimit = (created: string, param: string) => `${created} + ${param}::float8 * interval '1 millisecond'`
@@ -447,8 +454,11 @@ export function buildQueries(table: string, tombstones: boolean) {
     `data = '', owner = NULL, destroyed = true, expiry = greatest(${expiry}, ${tombstoneExpiry})`
   const tombstoneUpsert = `ON CONFLICT (token) DO UPDATE SET ${tombstone('s.expiry')}`
   return {
+    // Reads (find, findMany, listByOwner, all, count, stats, schemaVersion): change nothing.
     find: `SELECT data, expiry FROM ${table} WHERE token = $1 AND ${active}`,
     findMany: `SELECT token, data, expiry FROM ${table} WHERE token = ANY($1::text[]) AND ${active}`,
+    // Twice: the same upsert with the same values leaves the same row (a
+    // second send after a delete meets the tombstone and writes nothing).
     commit:
       `INSERT INTO ${table} AS s (token, data, expiry, owner) ` +
       `VALUES ($1, $2, least($3::timestamptz, ${absoluteLimit('now()', '$5')}), $4) ${upsert}`,
@@ -458,6 +468,7 @@ export function buildQueries(table: string, tombstones: boolean) {
       `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$5')}), v.owner ` +
       `FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[]) AS v(token, data, expiry, owner) ${upsert}`,
     // Only the expiry: a touch must not rewrite (and so cannot clobber) the data.
+    // Twice: sets the same expiry again (the caller may then hear 1 for a row the first send moved).
     touch:
       `UPDATE ${table} SET expiry = least($1::timestamptz, ${absoluteLimit('created', '$3')}) ` +
       `WHERE token = $2 AND ${active}`,
@@ -465,6 +476,7 @@ export function buildQueries(table: string, tombstones: boolean) {
       `UPDATE ${table} AS s SET expiry = least(v.expiry, ${absoluteLimit('s.created', '$3')}) ` +
       'FROM unnest($1::text[], $2::timestamptz[]) AS v(token, expiry) ' +
       'WHERE s.token = v.token AND s.expiry > now() AND NOT s.destroyed RETURNING s.token',
+    // Twice: a tombstone stays a tombstone (its expiry only moves later); a DELETE finds nothing.
     delete: tombstones
       ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) VALUES ($1, '', ${tombstoneExpiry}, true) ${tombstoneUpsert}`
       : `DELETE FROM ${table} WHERE token = $1`,
@@ -472,6 +484,7 @@ export function buildQueries(table: string, tombstones: boolean) {
       ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) ` +
         `SELECT v.token, '', ${tombstoneExpiry}, true FROM unnest($1::text[]) AS v(token) ${tombstoneUpsert}`
       : `DELETE FROM ${table} WHERE token = ANY($1::text[])`,
+    // Twice: the second send finds no active row and changes nothing (its count then says 0).
     destroyByOwner: tombstones
       ? `UPDATE ${table} SET ${tombstone('expiry')} WHERE owner = $1 AND ${active}`
       : `DELETE FROM ${table} WHERE owner = $1 AND ${active}`,
@@ -479,12 +492,15 @@ export function buildQueries(table: string, tombstones: boolean) {
       `SELECT token, data, expiry, created FROM ${table} WHERE owner = $1 AND ${active} ORDER BY created, token`,
     all: `SELECT token, data, expiry FROM ${table} WHERE ${active}`,
     count: `SELECT count(*) AS count FROM ${table} WHERE ${active}`,
+    // Twice: the table is empty either way (the count is the second send's).
     clear: `DELETE FROM ${table}`,
     stats:
       `SELECT count(*) FILTER (WHERE ${active}) AS active, ` +
       `count(*) FILTER (WHERE expiry <= now()) AS expired FROM ${table}`,
     tryCleanupLock: 'SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked',
     // SKIP LOCKED: rows a request is updating right now wait for the next sweep.
+    // Not retried (it runs in a transaction): a failed sweep is reported, and
+    // the next one deletes what is left; deleting an expired row twice is harmless.
     deleteExpiredBatch:
       `DELETE FROM ${table} WHERE token IN ` +
       `(SELECT token FROM ${table} WHERE expiry <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`,
@@ -493,7 +509,8 @@ export function buildQueries(table: string, tombstones: boolean) {
     // Sessions from another store: a new row, or one that replaces an expired
     // row or an active one that expires sooner. A tombstone is never
     // overwritten, and a row imported before keeps its expiry (capped from its
-    // own creation time), so a second run changes nothing.
+    // own creation time), so a second run changes nothing. Twice: the same (a
+    // retried page counts the rows its first send copied as skipped).
     importMany:
       `INSERT INTO ${table} AS s (token, data, expiry) ` +
       `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$4')}) ` +

@@ -42,6 +42,7 @@ type CoreOptions = Omit<PostgresStoreOptions, 'onError'>
 
 const CORE_OPTION_NAMES = [
   'table', 'cleanupInterval', 'tombstones', 'absoluteTimeout', 'hashTokens', 'secret', 'queryTimeout', 'coalesce', 'prepare',
+  'primaryOnly',
 ] as const satisfies readonly (keyof CoreOptions)[]
 
 /** Settings for the pool the adapter opens itself. */

@@ -95,3 +95,10 @@ describeOnServer('a pg.Pool of one client [PostgreSQL server, pg]', () => {
     for (const name of afterFirstFind) expect(name).toMatch(/^esp_[0-9a-f]{32}$/)
   })
 })
+
+// pg connects to one address; following a failover is the address's job (README: High availability).
+test('primaryOnly with a pg.Pool is a TypeError that says what to do instead', () => {
+  const pool = new pg.Pool({ connectionString: 'postgres://nobody@127.0.0.1:1/none' })
+  expect(() => new PostgresStore(pool, { primaryOnly: true })).toThrow(TypeError)
+  expect(() => new PostgresStore(pool, { primaryOnly: true })).toThrow(/address that always leads to the primary/)
+})

@@ -39,4 +39,6 @@ export interface DriverOptions {
   prepare: boolean
   /** Milliseconds before a statement is given up; 0 never. A driver that can frees the connection then. */
   queryTimeout: number
+  /** Never send a statement through a connection on a standby; undefined: the driver's default. */
+  primaryOnly?: boolean
 }

@@ -55,7 +55,13 @@ export class NodePostgresDriver implements Driver {
   constructor(
     private readonly pool: PgPool,
     private readonly options: DriverOptions,
-  ) {}
+  ) {
+    // pg connects to one address: what is behind it is the application's
+    // choice (a virtual IP, a DNS name or PgBouncer that follows the primary).
+    if (options.primaryOnly) {
+      throw new TypeError('primaryOnly needs a postgres.js instance with several hosts; give node-postgres an address that always leads to the primary')
+    }
+  }
 
   query<Row extends object>(text: string, params?: readonly unknown[]): Promise<Rows<Row>> {
     return this.run<Row>(this.pool, text, params)
