@@ -1,7 +1,6 @@
 // PostgresSessionStore: express-session's Store on top of PostgresStore.
 // The rules of express-session (cookie expiry, ttl, serialization, callbacks)
 // live here; every SQL statement lives in the core, so this file has none.
-import { AsyncLocalStorage } from 'node:async_hooks'
 import { Store, type SessionData } from 'express-session'
 import type { Sql } from 'postgres'
 import { logError, reportSafely } from './cleanup.js'
@@ -9,6 +8,7 @@ import { isPgPool, type PgPool } from './drivers/node-postgres.js'
 import { isPostgresJs } from './drivers/postgres-js.js'
 import { equal, mergeSessions } from './merge.js'
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js'
+import { currentRead, needsReadContext, runWithRead } from './read-context.js'
 import { assertToken, MAX_EXPIRY, typeOf } from './validate.js'
 
 /** Turns a session into text and back. Default: JSON. The text is stored as UTF-8. */
@@ -108,12 +108,6 @@ interface Read {
   version: string
 }
 
-// The Read of the get whose callback a request continues in. @fastify/session
-// builds its session from what get returned, copying its keys into an object of
-// its own, so the WeakMap below never sees it; what the request does next (and
-// its set) runs inside that callback, so the Read travels along with it.
-const readInProgress = new AsyncLocalStorage<Read>()
-
 const OPTION_NAMES = new Set([
   'sql', 'pool', 'store', 'connectionString', 'synchronousCommit', ...CORE_OPTION_NAMES, 'ttl', 'serializer', 'disableTouch', 'touchAfter', 'onError', 'owner',
   'merge',
@@ -156,6 +150,7 @@ export class PostgresSessionStore extends Store {
     this.onError = onError
     this.owner = options.owner
     this.merge = options.merge ?? true
+    needsReadContext(this, this.merge)
     this.ownsStore = options.store === undefined
     this.ownSql = options.connectionString === undefined ? undefined : ownPool(options.connectionString, options)
     this.store = options.store ?? new PostgresStore((options.sql ?? options.pool ?? this.ownSql)!, coreOptionsOf(options))
@@ -271,6 +266,7 @@ export class PostgresSessionStore extends Store {
   close(callback: Callback<void>): void
   close(callback?: Callback<void>): Promise<void> | void {
     return settle(async () => {
+      needsReadContext(this, false)
       if (this.ownsStore) this.store.stopCleanup()
       await this.ownSql?.end({ timeout: 5 })
     }, callback)
@@ -289,12 +285,13 @@ export class PostgresSessionStore extends Store {
     return withStoredExpiry(session, entry.expiry)
   }
 
-  /** callback, run so that what the request does next knows what this get read (see readInProgress). */
+  // callback, run so that what the request does next knows what this get
+  // read, for a framework that builds its own session object (lib/read-context.ts).
   private carryingRead(callback: Callback<SessionData | null>): Callback<SessionData | null> {
     return (error, session) => {
       const read = session ? this.reads.get(session) : undefined
       if (read === undefined) callback(error, session)
-      else readInProgress.run(read, callback, error, session)
+      else runWithRead(this, read, callback, error, session)
     }
   }
 
@@ -316,7 +313,7 @@ export class PostgresSessionStore extends Store {
 
   /** What the request saving session under sid read, if get read it. */
   private readOf(sid: string, session: SessionData): Read | undefined {
-    const read = this.reads.get(session) ?? readInProgress.getStore()
+    const read = this.reads.get(session) ?? (currentRead() as Read | undefined)
     return read?.adapter === this && read.sid === sid ? read : undefined
   }
 
@@ -383,6 +380,8 @@ export class PostgresSessionStore extends Store {
    * remembers the expiry that session was stored with, for touchAfter.
    */
   createSession(req: Parameters<Store['createSession']>[0], data: SessionData): ReturnType<Store['createSession']> {
+    // express-session: req.session is known by the WeakMap, no context needed.
+    needsReadContext(this, false)
     const read = this.reads.get(data)
     const session = super.createSession(req, data)
     if (read !== undefined) this.reads.set(session, read)

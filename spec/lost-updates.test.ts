@@ -4,6 +4,7 @@
 // are lost; with it, every change is kept (README "Concurrent requests").
 import type { Sql } from 'postgres'
 import { PostgresStore } from '../lib/postgres-store'
+import { readContextInUse } from '../lib/read-context'
 import { MAX_SAVE_ATTEMPTS, PostgresSessionStore, SessionConflictError, type PostgresSessionStoreOptions } from '../lib/session-store'
 import { connectForSuite, describeEachBackend, realBackends, uniqueTable, type Backend } from './support/backends'
 import { Client, frameworks, jitter, startApp, type Framework, type RunningApp } from './support/session-apps'
@@ -142,10 +143,16 @@ describeEachBackend('concurrent requests of one session', (backend) => {
 describeEachBackend('merging saves, called directly', (backend: Backend) => {
   const sql = connectForSuite(backend)
 
+  const opened: PostgresSessionStore[] = []
+  afterEach(async () => {
+    for (const store of opened.splice(0)) await store.close()
+  })
+
   async function newStore(options: Partial<PostgresSessionStoreOptions> = {}) {
     const store = new PostgresSessionStore({
       sql: sql(), ...backend.storeOptions, table: uniqueTable('mergedirect'), cleanupInterval: 0, ...options,
     } as PostgresSessionStoreOptions)
+    opened.push(store)
     await store.migrate()
     return store
   }
@@ -194,6 +201,7 @@ describeEachBackend('merging saves, called directly', (backend: Backend) => {
     const core = new Contended(sql(), { ...backend.storeOptions, table: uniqueTable('contended'), cleanupInterval: 0 })
     await core.migrate()
     const store = new PostgresSessionStore({ store: core })
+    opened.push(store)
     await store.set('sid', { cookie: cookie(), mine: false } as any)
     const session = (await store.get('sid')) as any
     session.mine = true
@@ -201,6 +209,15 @@ describeEachBackend('merging saves, called directly', (backend: Backend) => {
     expect(core.others).toBe(MAX_SAVE_ATTEMPTS)
     expect(await store.get('sid')).toMatchObject({ other: MAX_SAVE_ATTEMPTS })
     expect(((await store.get('sid')) as any).mine).toBeUndefined()
+  })
+
+  // On Node 20 an AsyncLocalStorage in use slows every promise in the process;
+  // express-session does not need it, so it must not stay in use.
+  it('stops using the async context for @fastify/session once express-session builds a session', async () => {
+    const store = await newStore()
+    expect(readContextInUse()).toBe(true)
+    store.createSession({} as any, { cookie: cookie() } as any)
+    expect(readContextInUse()).toBe(false)
   })
 
   it('rejects a merge option that is not a boolean', () => {
