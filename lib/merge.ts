@@ -24,12 +24,14 @@ export function merge(base: Value, ours: Value, theirs: Value): Value {
 
 /**
  * A session merged by the rule, with the cookie taken from ours: the request
- * that saves decides the cookie (its expiry, its settings).
+ * that saves decides the cookie (its expiry, its settings), or that there is none.
  */
 export function mergeSessions(base: Value, ours: PlainObject, theirs: Value): PlainObject {
   const merged = merge(base, ours, theirs)
   // A theirs that is not an object (a custom serializer's value) is taken whole, by ours.
-  return isPlainObject(merged) ? { ...merged, cookie: ours.cookie } : ours
+  if (!isPlainObject(merged)) return ours
+  const { cookie: _, ...rest } = merged
+  return Object.hasOwn(ours, 'cookie') ? { ...rest, cookie: ours.cookie } : rest
 }
 
 function mergeValues(base: Maybe, ours: Maybe, theirs: Maybe): Maybe {

@@ -2,17 +2,17 @@
 // still has the version findEntry gave, in the same statement, and otherwise
 // hands back the row it lost to, for the adapter to merge with.
 import { PostgresStore, type PostgresStoreOptions } from '../lib/postgres-store'
-import { connectForSuite, describeEachBackend, realBackends, uniqueTable } from './support/backends'
+import { connectForSuite, describeEachBackend, realDriverBackends, uniqueTable } from './support/backends'
 
 const HOUR = 3600_000
 const later = (ms: number) => new Date(Date.now() + ms)
 const text = (data: Buffer | undefined) => data?.toString()
 
 describeEachBackend('commitIfVersion', (backend) => {
-  const sql = connectForSuite(backend)
+  const db = connectForSuite(backend)
 
   async function newStore(options: PostgresStoreOptions = {}) {
-    const store = new PostgresStore(sql(), { ...backend.storeOptions, table: uniqueTable('cond'), cleanupInterval: 0, ...options })
+    const store = new PostgresStore(db().client, { ...backend.storeOptions, table: uniqueTable('cond'), cleanupInterval: 0, ...options })
     await store.migrate()
     return store
   }
@@ -105,4 +105,4 @@ describeEachBackend('commitIfVersion', (backend) => {
   })
 // Not on pg-mem: its RETURNING hands back rows that ON CONFLICT ... WHERE left
 // unchanged, so every conditional write there reads as written.
-}, realBackends)
+}, realDriverBackends)

@@ -2,11 +2,11 @@
 // Fastify: each request reads the session, waits a little, changes its own
 // part and saves. Without merging the last save wins and the others' changes
 // are lost; with it, every change is kept (README "Concurrent requests").
-import type { Sql } from 'postgres'
+import type { Client as DatabaseClient } from '../lib/drivers/detect'
 import { PostgresStore } from '../lib/postgres-store'
 import { readContextInUse } from '../lib/read-context'
 import { MAX_SAVE_ATTEMPTS, PostgresSessionStore, SessionConflictError, type PostgresSessionStoreOptions } from '../lib/session-store'
-import { connectForSuite, describeEachBackend, realBackends, uniqueTable, type Backend } from './support/backends'
+import { connectForSuite, describeEachBackend, realDriverBackends, uniqueTable, type Backend } from './support/backends'
 import { Client, frameworks, jitter, startApp, type Framework, type RunningApp } from './support/session-apps'
 
 const PARALLEL = 20
@@ -14,34 +14,37 @@ const ROUNDS = 20
 const HOUR = 3600_000
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** sql, counting the statements sent through it by their first word (SELECT, INSERT...). */
-function countingStatements(sql: Sql) {
+/** The same client (postgres.js or a pg.Pool), counting the statements a store sends by their first word (SELECT, INSERT...). */
+function countingStatements(client: DatabaseClient) {
   const counts: Record<string, number> = {}
-  const counting = new Proxy(sql, {
+  const count = (query: string | { text: string }) => {
+    const kind = (typeof query === 'string' ? query : query.text).trim().split(/\s/)[0].toUpperCase()
+    counts[kind] = (counts[kind] ?? 0) + 1
+  }
+  const method = typeof client === 'function' ? 'unsafe' : 'query'
+  const wrap = (target: any): any => new Proxy(target, {
     get(target, property, receiver) {
-      if (property !== 'unsafe') return Reflect.get(target, property, receiver)
-      return (query: string, ...rest: unknown[]) => {
-        const kind = query.trim().split(/\s/)[0].toUpperCase()
-        counts[kind] = (counts[kind] ?? 0) + 1
-        return (target.unsafe as any)(query, ...rest)
-      }
+      const value = Reflect.get(target, property, receiver)
+      if (property === method) return (query: string | { text: string }, ...rest: unknown[]) => (count(query), value.call(target, query, ...rest))
+      if (property === 'connect' && method === 'query') return async () => wrap(await value.call(target))
+      return typeof value === 'function' && method === 'query' ? value.bind(target) : value
     },
   })
-  return { sql: counting, counts }
+  return { client: wrap(client) as DatabaseClient, counts }
 }
 
 const writes = (counts: Record<string, number>) => (counts.INSERT ?? 0) + (counts.UPDATE ?? 0) + (counts.DELETE ?? 0)
 
 // Real concurrency: a server, or PgBouncer in front of one. (pg-mem runs one
 // statement at a time and misreports conditional writes; PGlite has one backend.)
-const concurrentBackends = realBackends.filter((backend) => backend.name !== 'PGlite')
+const concurrentBackends = realDriverBackends.filter((backend) => backend.name !== 'PGlite')
 
 describeEachBackend('concurrent requests of one session', (backend) => {
-  const sql = connectForSuite(backend, { max: 10 })
+  const db = connectForSuite(backend, { max: 10 })
 
-  async function serve(framework: Framework, options: Partial<PostgresSessionStoreOptions> = {}, connection = sql()) {
+  async function serve(framework: Framework, options: Partial<PostgresSessionStoreOptions> = {}, client = db().client) {
     const store = new PostgresSessionStore({
-      sql: connection, ...backend.storeOptions, table: uniqueTable('merge'), cleanupInterval: 0, ...options,
+      store: new PostgresStore(client, { ...backend.storeOptions, table: uniqueTable('merge'), cleanupInterval: 0 }), ...options,
     } as PostgresSessionStoreOptions)
     await store.migrate()
     const app = await startApp(framework, store)
@@ -109,7 +112,7 @@ describeEachBackend('concurrent requests of one session', (backend) => {
     })
 
     it('writes nothing for requests that leave the session unchanged', async () => {
-      const { sql: counting, counts } = countingStatements(sql())
+      const { client: counting, counts } = countingStatements(db().client)
       const quiet = await serve(framework, {}, counting)
       try {
         const client = new Client(quiet.app)
@@ -141,7 +144,7 @@ describeEachBackend('concurrent requests of one session', (backend) => {
 }, concurrentBackends)
 
 describeEachBackend('merging saves, called directly', (backend: Backend) => {
-  const sql = connectForSuite(backend)
+  const db = connectForSuite(backend)
 
   const opened: PostgresSessionStore[] = []
   afterEach(async () => {
@@ -150,7 +153,7 @@ describeEachBackend('merging saves, called directly', (backend: Backend) => {
 
   async function newStore(options: Partial<PostgresSessionStoreOptions> = {}) {
     const store = new PostgresSessionStore({
-      sql: sql(), ...backend.storeOptions, table: uniqueTable('mergedirect'), cleanupInterval: 0, ...options,
+      ...db().source, ...backend.storeOptions, table: uniqueTable('mergedirect'), cleanupInterval: 0, ...options,
     } as PostgresSessionStoreOptions)
     opened.push(store)
     await store.migrate()
@@ -198,7 +201,7 @@ describeEachBackend('merging saves, called directly', (backend: Backend) => {
         return super.commitIfVersion(...args)
       }
     }
-    const core = new Contended(sql(), { ...backend.storeOptions, table: uniqueTable('contended'), cleanupInterval: 0 })
+    const core = new Contended(db().client, { ...backend.storeOptions, table: uniqueTable('contended'), cleanupInterval: 0 })
     await core.migrate()
     const store = new PostgresSessionStore({ store: core })
     opened.push(store)
@@ -221,6 +224,6 @@ describeEachBackend('merging saves, called directly', (backend: Backend) => {
   })
 
   it('rejects a merge option that is not a boolean', () => {
-    expect(() => new PostgresSessionStore({ sql: sql(), merge: 'yes' as any })).toThrow(TypeError)
+    expect(() => new PostgresSessionStore({ ...db().source, merge: 'yes' as any } as PostgresSessionStoreOptions)).toThrow(TypeError)
   })
 }, concurrentBackends)

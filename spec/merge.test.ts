@@ -62,6 +62,10 @@ describe('merge: the rule by example', () => {
     expect(merged).toEqual({ ...base, user: 'bob', cookie: cookie('2') })
   })
 
+  it('leaves the cookie out when ours has none (a cookie-less session)', () => {
+    expect(mergeSessions(base, { ...base, theme: 'light' }, { ...base, cookie: { path: '/' } })).toEqual({ ...base, theme: 'light' })
+  })
+
   it('takes ours whole when theirs is not a plain object (a custom serializer value)', () => {
     const ours = { ...base, cookie: {} }
     expect(mergeSessions(base, ours, new Map())).toEqual(ours)
