@@ -2,10 +2,11 @@
 // preload and a close that removes what the benchmark created. Each
 // PostgreSQL store gets its own table and its own pool of POOL_SIZE
 // connections (the default of both pg.Pool and postgres.js).
-// This library appears seven times: as shipped (core, adapter), the same on a
+// This library appears eight times: as shipped (core, adapter), the same on a
 // node-postgres pg.Pool (core-pg, adapter-pg: the same driver as
-// connect-pg-simple), with coalescing off (single), and with one durability
-// knob relaxed (sync-off, unlogged).
+// connect-pg-simple), with coalescing off (single), with one durability
+// knob relaxed (sync-off, unlogged), and with merging off (merge-off:
+// whole-session overwrite, for the cost of merging).
 import connectPgSimple from 'connect-pg-simple'
 import { RedisStore } from 'connect-redis'
 import session from 'express-session'
@@ -23,6 +24,7 @@ export const POOL_SIZE = 10
 
 export type StoreName =
   | 'memory' | 'redis' | 'cps' | 'floor' | 'core' | 'adapter' | 'core-pg' | 'adapter-pg' | 'single' | 'sync-off' | 'unlogged'
+  | 'merge-off'
 
 export const STORE_LABELS: Record<StoreName, string> = {
   memory: 'express-session MemoryStore',
@@ -36,6 +38,7 @@ export const STORE_LABELS: Record<StoreName, string> = {
   single: 'this store, coalesce: false',
   'sync-off': 'this store, synchronous_commit=off',
   unlogged: 'this store, UNLOGGED table',
+  'merge-off': 'this store, merge: false',
 }
 
 export interface BenchStore {
@@ -84,6 +87,7 @@ export async function openStore(name: StoreName, url = DATABASE_URL): Promise<Be
     case 'single':
     case 'sync-off':
     case 'unlogged':
+    case 'merge-off':
       return openThisStore(name, url)
   }
 }
@@ -303,7 +307,7 @@ async function openFloor(url: string): Promise<BenchStore> {
   }
 }
 
-type ThisStore = 'core' | 'adapter' | 'core-pg' | 'adapter-pg' | 'single' | 'sync-off' | 'unlogged'
+type ThisStore = 'core' | 'adapter' | 'core-pg' | 'adapter-pg' | 'single' | 'sync-off' | 'unlogged' | 'merge-off'
 
 async function openThisStore(name: ThisStore, url: string): Promise<BenchStore> {
   const { sql, table, measured, close } = await openOwnTable(name, url, {
@@ -321,7 +325,7 @@ async function openThisStore(name: ThisStore, url: string): Promise<BenchStore> 
     await close()
   }
   if (name !== 'core' && name !== 'core-pg') {
-    return { ...expressStore(name, new PostgresSessionStore({ store: core }), closeAll, preload), ...measured }
+    return { ...expressStore(name, new PostgresSessionStore({ store: core, merge: name !== 'merge-off' }), closeAll, preload), ...measured }
   }
   // The core alone: bytes in and out, with the JSON step every store needs.
   return {

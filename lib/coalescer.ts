@@ -10,7 +10,7 @@
 // and a delete of the same token, or two commits with maxInFlight > 1) may
 // reach it in either order, as they may through any pool.
 
-import type { Entry } from './postgres-store.js'
+import type { VersionedEntry } from './postgres-store.js'
 import { typeOf } from './validate.js'
 
 /** Runs one batch: one output per input, in the same order. */
@@ -99,11 +99,11 @@ export type DeleteParams = [key: string]
 
 /** Finds: each caller gets the rows its single find would give (its row, or none). */
 export function findCoalescer(run: RunQuery, single: string, many: string, options: CoalescerOptions = {}) {
-  return new Coalescer<FindParams, Entry[]>(async (inputs) => {
-    if (inputs.length === 1) return [await run<Entry>(single, inputs[0])]
+  return new Coalescer<FindParams, VersionedEntry[]>(async (inputs) => {
+    if (inputs.length === 1) return [await run<VersionedEntry>(single, inputs[0])]
     const keys = inputs.map(([key]) => key)
-    const rows = await run<Entry & { token: string }>(many, [textArray(unique(keys))])
-    const found = new Map(rows.map((row) => [row.token, { data: row.data, expiry: row.expiry }]))
+    const rows = await run<VersionedEntry & { token: string }>(many, [textArray(unique(keys))])
+    const found = new Map(rows.map(({ token, ...row }) => [token, row]))
     return keys.map((key) => (found.has(key) ? [found.get(key)!] : []))
   }, options)
 }
@@ -111,20 +111,79 @@ export function findCoalescer(run: RunQuery, single: string, many: string, optio
 /** Commits: one upsert for the batch; a key committed twice keeps the later call's values. */
 export function commitCoalescer(run: RunQuery, single: string, many: string, options: CoalescerOptions = {}) {
   return new Coalescer<CommitParams, void>(async (inputs) => {
-    if (inputs.length === 1) {
-      await run(single, inputs[0])
-    } else {
-      const latest = latestPerKey(inputs, ([key]) => key)
-      await run(many, [
-        textArray(latest.map(([key]) => key)),
-        textArray(latest.map(([, data]) => '\\x' + data.toString('hex'))),
-        textArray(latest.map(([, , expiry]) => expiry.toISOString())),
-        textArray(latest.map(([, , , owner]) => owner)),
-        inputs[0][4],
-      ])
-    }
+    if (inputs.length === 1) await run(single, inputs[0])
+    else await run(many, commitArrays(latestPerKey(inputs, ([key]) => key)))
     return inputs.map(() => undefined)
   }, options)
+}
+
+/** The core's `commitIfVersion` parameters: commit's, and the version the caller read. */
+export type ConditionalCommitParams = [...CommitParams, version: string]
+
+/** The row a conditional commit lost to, as stored (data still sealed). */
+export interface CurrentRow {
+  data: Buffer
+  expiry: Date
+  version: string
+  destroyed: boolean
+  /** Not expired, not destroyed. */
+  active: boolean
+}
+
+/** Written, with the row's new version; or not, with the row that is there (null: none). */
+export type ConditionalCommitOutput = { version: string } | { current: CurrentRow | null }
+
+interface ConditionalQueries {
+  commitIfVersion: string
+  commitIfVersionMany: string
+  current: string
+  currentMany: string
+}
+
+/**
+ * Conditional commits: one upsert per batch, and for the calls that lost, one
+ * read of the rows they lost to. A statement cannot change one row twice, so
+ * the second write of a key in a batch goes in a second statement after the
+ * first, and so on: in arrival order, each against the version its caller read.
+ */
+export function conditionalCommitCoalescer(run: RunQuery, queries: ConditionalQueries, options: CoalescerOptions = {}) {
+  const write = async (inputs: ConditionalCommitParams[]): Promise<Map<string, string>> => {
+    const rows = inputs.length === 1
+      ? await run<{ token: string; version: string }>(queries.commitIfVersion, inputs[0])
+      : await run<{ token: string; version: string }>(queries.commitIfVersionMany, [
+          ...commitArrays(inputs), textArray(inputs.map(([, , , , , version]) => version)),
+        ])
+    return new Map(rows.map((row) => [row.token, row.version]))
+  }
+  const read = async (keys: string[]): Promise<Map<string, CurrentRow>> => {
+    if (keys.length === 0) return new Map()
+    const rows = keys.length === 1
+      ? await run<CurrentRow & { token: string }>(queries.current, keys)
+      : await run<CurrentRow & { token: string }>(queries.currentMany, [textArray(keys)])
+    return new Map(rows.map(({ token, ...row }) => [token, row]))
+  }
+  return new Coalescer<ConditionalCommitParams, ConditionalCommitOutput>(async (inputs) => {
+    const outputs: ConditionalCommitOutput[] = []
+    for (const round of rounds(inputs.map((input, index) => ({ input, index })), ({ input: [key] }) => key)) {
+      const written = await write(round.map(({ input }) => input))
+      const current = await read(round.map(({ input: [key] }) => key).filter((key) => !written.has(key)))
+      for (const { input: [key], index } of round) {
+        outputs[index] = written.has(key) ? { version: written.get(key)! } : { current: current.get(key) ?? null }
+      }
+    }
+    return outputs
+  }, options)
+}
+
+// The array parameters of a batched commit ($1-$5), one element per input.
+function commitArrays(inputs: readonly CommitParams[] | readonly ConditionalCommitParams[]): unknown[] {
+  return [
+    textArray(inputs.map(([key]) => key)),
+    textArray(inputs.map(([, data]) => '\\x' + data.toString('hex'))),
+    textArray(inputs.map(([, , expiry]) => expiry.toISOString())),
+    textArray(inputs.map(([, , , owner]) => owner)),
+    inputs[0][4],
+  ]
 }
 
 /** Touches: one UPDATE for the batch; each caller gets the count its single touch would (1 or 0). */
@@ -157,6 +216,20 @@ function latestPerKey<T>(inputs: readonly T[], keyOf: (input: T) => string): T[]
   const byKey = new Map<string, T>()
   for (const input of inputs) byKey.set(keyOf(input), input)
   return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, input]) => input)
+}
+
+// Splits inputs so that no key occurs twice in one part: the k-th input of a
+// key goes to part k. Each part sorted by key, for the same reason as latestPerKey.
+function rounds<T>(inputs: readonly T[], keyOf: (input: T) => string): T[][] {
+  const parts: T[][] = []
+  const seen = new Map<string, number>()
+  for (const input of inputs) {
+    const key = keyOf(input)
+    const part = seen.get(key) ?? 0
+    seen.set(key, part + 1)
+    ;(parts[part] ??= []).push(input)
+  }
+  return parts.map((part) => part.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0)))
 }
 
 // Sorted too, for the same reason as latestPerKey.

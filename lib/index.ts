@@ -1,6 +1,6 @@
 export { PostgresStore, DEFAULT_CLEANUP_INTERVAL } from './postgres-store.js'
-export type { PostgresStoreOptions, Entry, OwnedEntry, SessionStats, ImportResult } from './postgres-store.js'
-export { PostgresSessionStore, DEFAULT_TTL_SECONDS } from './session-store.js'
+export type { PostgresStoreOptions, Entry, VersionedEntry, ConditionalCommit, OwnedEntry, SessionStats, ImportResult } from './postgres-store.js'
+export { PostgresSessionStore, DEFAULT_TTL_SECONDS, MAX_SAVE_ATTEMPTS, SessionConflictError } from './session-store.js'
 export type { PostgresSessionStoreOptions, Serializer, Ttl, Callback, Owner, OwnedSession } from './session-store.js'
 export type { PgPool } from './drivers/node-postgres.js'
 export { DecryptionError } from './encryption.js'

@@ -3,7 +3,9 @@
 // a background sweep of expired rows. All of the library's SQL lives in this
 // file; it reaches the database through a driver (lib/drivers/).
 import { CleanupTimer, logError, reportSafely } from './cleanup.js'
-import { commitCoalescer, deleteCoalescer, findCoalescer, textArray, touchCoalescer, type RunQuery } from './coalescer.js'
+import {
+  commitCoalescer, conditionalCommitCoalescer, deleteCoalescer, findCoalescer, textArray, touchCoalescer, type RunQuery,
+} from './coalescer.js'
 import { driverFor, type Client } from './drivers/detect.js'
 import type { Driver, Queryable } from './drivers/driver.js'
 import { DecryptionError, Encryption } from './encryption.js'
@@ -12,7 +14,7 @@ import { withRetries } from './retry.js'
 import { SCHEMA_VERSION, schemaFor, versionOf } from './schema.js'
 import { parseTableName, type TableName } from './table.js'
 import { hashToken } from './tokens.js'
-import { assertData, assertExpiry, assertToken, typeOf } from './validate.js'
+import { assertData, assertExpiry, assertToken, assertVersion, typeOf } from './validate.js'
 
 export interface PostgresStoreOptions {
   /** Table name, `table` or `schema.table`; always quoted. Default `sessions`. */
@@ -51,6 +53,23 @@ export interface Entry {
   data: Buffer
   expiry: Date
 }
+
+/** A row as findEntry sees it: with the version of its data, for commitIfVersion. */
+export interface VersionedEntry extends Entry {
+  /** Counts the writes of this token's data; opaque (a decimal string). */
+  version: string
+}
+
+/**
+ * What commitIfVersion did: wrote (and the row's new version); found the
+ * token destroyed (nothing written); or found another version stored (nothing
+ * written) and hands back that row, or null when there is none to merge with
+ * (gone, expired or undecryptable: an unconditional commit then starts it anew).
+ */
+export type ConditionalCommit =
+  | { outcome: 'written'; version: string }
+  | { outcome: 'destroyed' }
+  | { outcome: 'conflict'; current: VersionedEntry | null }
 
 /** One of an owner's active sessions, for a "your devices" page. */
 export interface OwnedEntry extends Entry {
@@ -102,6 +121,7 @@ export class PostgresStore {
   // and then go out together as one statement (lib/coalescer.ts).
   private readonly finds
   private readonly commits
+  private readonly conditionalCommits
   private readonly touches
   private readonly deletes
 
@@ -138,6 +158,7 @@ export class PostgresStore {
     const batching = { maxInFlight: coalesce ? 1 : Infinity }
     this.finds = findCoalescer(run, this.queries.find, this.queries.findMany, batching)
     this.commits = commitCoalescer(run, this.queries.commit, this.queries.commitMany, batching)
+    this.conditionalCommits = conditionalCommitCoalescer(run, this.queries, batching)
     this.touches = touchCoalescer(run, this.queries.touch, this.queries.touchMany, batching)
     this.deletes = deleteCoalescer(run, this.queries.delete, this.queries.deleteMany, batching)
     this.cleanup = new CleanupTimer(cleanupInterval, () => this.deleteExpired(), this.onError)
@@ -155,12 +176,12 @@ export class PostgresStore {
    * Resolves to the data and expiry committed under token, or null when find
    * would. A token that is not a non-empty string is a TypeError.
    */
-  async findEntry(token: string): Promise<Entry | null> {
+  async findEntry(token: string): Promise<VersionedEntry | null> {
     const key = this.keyOf(token)
     const [row] = await this.withDeadline(this.finds.run([key]))
     if (row === undefined) return null
     const data = this.open(row.data, key)
-    return data === null ? null : { data, expiry: row.expiry }
+    return data === null ? null : { data, expiry: row.expiry, version: row.version }
   }
 
   /**
@@ -173,6 +194,28 @@ export class PostgresStore {
     assertExpiry(expiry)
     if (owner != null) assertToken(owner, 'owner')
     await this.withDeadline(this.commits.run([key, this.seal(data, key), expiry, owner ?? null, this.absoluteTimeout]))
+  }
+
+  /**
+   * commit, but only while the stored version is still `version` (as findEntry
+   * gave it), checked in the same statement; a token that is missing or expired is written whatever its version. Bad arguments throw before anything is written.
+   */
+  async commitIfVersion(
+    token: string, data: Uint8Array, expiry: Date, owner: string | null | undefined, version: string,
+  ): Promise<ConditionalCommit> {
+    const key = this.keyOf(token)
+    assertData(data)
+    assertExpiry(expiry)
+    if (owner != null) assertToken(owner, 'owner')
+    assertVersion(version)
+    const result = await this.withDeadline(
+      this.conditionalCommits.run([key, this.seal(data, key), expiry, owner ?? null, this.absoluteTimeout, version]),
+    )
+    if ('version' in result) return { outcome: 'written', version: result.version }
+    const row = result.current
+    if (row?.destroyed) return { outcome: 'destroyed' }
+    const stored = row?.active ? this.open(row.data, key) : null
+    return { outcome: 'conflict', current: stored === null ? null : { data: stored, expiry: row!.expiry, version: row!.version } }
   }
 
   /**
@@ -328,7 +371,7 @@ export class PostgresStore {
 
   /**
    * Resolves to the schema version of the table: 0 when it does not exist, 1
-   * for pgxstore's table, 2 for the current one.
+   * for pgxstore's table, 3 for the current one (SCHEMA_VERSION).
    */
   async schemaVersion(): Promise<number> {
     const [row] = await this.run<{ exists: boolean; comment: string | null }>(this.queries.schemaVersion, [
@@ -442,10 +485,14 @@ export function buildQueries(table: string, tombstones: boolean) {
   // An expired row committed again starts a new life, with a new creation time.
   const created = 'CASE WHEN s.expiry > now() THEN s.created ELSE now() END'
   const upsert =
-    'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, owner = EXCLUDED.owner, ' +
+    'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, owner = EXCLUDED.owner, version = s.version + 1, ' +
     `created = ${created}, expiry = least(EXCLUDED.expiry, ${absoluteLimit(created, '$5')}) ` +
     // The conditional upsert: a tombstone is never overwritten.
     'WHERE NOT s.destroyed'
+  // commitIfVersion: the version read travels in the inserted row (a token
+  // that is gone is written back with it); an active row is replaced only while it still has that version.
+  const ifVersion = `${upsert} AND (s.version = EXCLUDED.version OR s.expiry <= now()) RETURNING s.token, s.version::text AS version`
+  const current = `SELECT token, data, expiry, destroyed, ${active} AS active, version::text AS version FROM ${table}`
   // What a destroyed row becomes: no data, no owner, kept for as long as the
   // session would have lived and at least an hour (longer than any request
   // that read it before it was destroyed).
@@ -454,9 +501,9 @@ export function buildQueries(table: string, tombstones: boolean) {
     `data = '', owner = NULL, destroyed = true, expiry = greatest(${expiry}, ${tombstoneExpiry})`
   const tombstoneUpsert = `ON CONFLICT (token) DO UPDATE SET ${tombstone('s.expiry')}`
   return {
-    // Reads (find, findMany, listByOwner, all, count, stats, schemaVersion): change nothing.
-    find: `SELECT data, expiry FROM ${table} WHERE token = $1 AND ${active}`,
-    findMany: `SELECT token, data, expiry FROM ${table} WHERE token = ANY($1::text[]) AND ${active}`,
+    // Reads (find, findMany, current, currentMany, listByOwner, all, count, stats, schemaVersion): change nothing.
+    find: `SELECT data, expiry, version::text AS version FROM ${table} WHERE token = $1 AND ${active}`,
+    findMany: `SELECT token, data, expiry, version::text AS version FROM ${table} WHERE token = ANY($1::text[]) AND ${active}`,
     // Twice: the same upsert with the same values leaves the same row (a
     // second send after a delete meets the tombstone and writes nothing).
     commit:
@@ -467,6 +514,19 @@ export function buildQueries(table: string, tombstones: boolean) {
       `INSERT INTO ${table} AS s (token, data, expiry, owner) ` +
       `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$5')}), v.owner ` +
       `FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[]) AS v(token, data, expiry, owner) ${upsert}`,
+    // Twice: a second send after the first was applied finds the version it
+    // bumped and reports a conflict with a row holding our own data; the
+    // adapter's merge of that row with ours is ours, so nothing is lost or doubled.
+    commitIfVersion:
+      `INSERT INTO ${table} AS s (token, data, expiry, owner, version) ` +
+      `VALUES ($1, $2, least($3::timestamptz, ${absoluteLimit('now()', '$5')}), $4, $6::bigint) ${ifVersion}`,
+    commitIfVersionMany:
+      `INSERT INTO ${table} AS s (token, data, expiry, owner, version) ` +
+      `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$5')}), v.owner, v.version FROM ` +
+      `unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[], $6::bigint[]) AS v(token, data, expiry, owner, version) ${ifVersion}`,
+    // The row a conditional commit lost to, whatever its state.
+    current: `${current} WHERE token = $1`,
+    currentMany: `${current} WHERE token = ANY($1::text[])`,
     // Only the expiry: a touch must not rewrite (and so cannot clobber) the data.
     // Twice: sets the same expiry again (the caller may then hear 1 for a row the first send moved).
     touch:
@@ -515,7 +575,7 @@ export function buildQueries(table: string, tombstones: boolean) {
       `INSERT INTO ${table} AS s (token, data, expiry) ` +
       `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$4')}) ` +
       `FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS v(token, data, expiry) ` +
-      `ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, created = ${created}, ` +
+      `ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, version = s.version + 1, created = ${created}, ` +
       `expiry = least(EXCLUDED.expiry, ${absoluteLimit(created, '$4')}) ` +
       `WHERE NOT s.destroyed AND s.expiry < least(EXCLUDED.expiry, ${absoluteLimit(created, '$4')}) RETURNING s.token`,
   }

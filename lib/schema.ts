@@ -9,7 +9,7 @@ const SCHEMA_FILE = join(__dirname, '..', 'schema.sql')
 let schemaTemplate: string | undefined
 
 /** The schema version that schema.sql creates, and records in the table's comment. */
-export const SCHEMA_VERSION = 2
+export const SCHEMA_VERSION = 3
 
 /** Reads the version out of a table comment; a table without one is pgxstore's, version 1. */
 export function versionOf(comment: string | null): number {

@@ -7,7 +7,9 @@ import { logError, reportSafely } from './cleanup.js'
 import type { PostgresJsSql } from './drivers/driver.js'
 import { isPgPool, type PgPool } from './drivers/node-postgres.js'
 import { isPostgresJs } from './drivers/postgres-js.js'
+import { equal, mergeSessions } from './merge.js'
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js'
+import { currentRead, needsReadContext, runWithRead } from './read-context.js'
 import { assertToken, MAX_EXPIRY, typeOf } from './validate.js'
 
 /** Turns a session into text and back. Default: JSON. The text is stored as UTF-8. */
@@ -35,6 +37,11 @@ interface CommonOptions {
   onError?: (error: Error) => void
   /** Who a session belongs to (e.g. its user id), or undefined; enables destroyByOwner and listByOwner. */
   owner?: Owner
+  /**
+   * true: a request's save merges with what other requests of the session saved
+   * since it read it (README "Concurrent requests"), and an unchanged session is not written. false: the last save wins. Default true.
+   */
+  merge?: boolean
 }
 
 /** Settings for the PostgresStore the adapter creates (not allowed with `store`): see PostgresStoreOptions. */
@@ -83,8 +90,29 @@ export type Callback<T> = (error: any, value?: T) => void
 export const DEFAULT_TTL_SECONDS = 24 * 60 * 60
 export const DEFAULT_TOUCH_AFTER_SECONDS = 60 * 60
 
+/** Writes a save may try before it gives up with a SessionConflictError: the first, then one per merge. */
+export const MAX_SAVE_ATTEMPTS = 5
+
+/** set gave up: other requests of the session saved it each time this one merged and tried again. Nothing of this save was written. */
+export class SessionConflictError extends Error {
+  constructor(attempts: number) {
+    super(`the session was not saved: other requests saved it first ${attempts} times in a row`)
+    this.name = 'SessionConflictError'
+  }
+}
+
+/** What one request read by get: the stored bytes, expiry and version, for merging and touchAfter. */
+interface Read {
+  readonly adapter: PostgresSessionStore
+  readonly sid: string
+  data: Buffer
+  expiry: Date
+  version: string
+}
+
 const OPTION_NAMES = new Set([
   'sql', 'pool', 'store', 'connectionString', 'synchronousCommit', ...CORE_OPTION_NAMES, 'ttl', 'serializer', 'disableTouch', 'touchAfter', 'onError', 'owner',
+  'merge',
 ])
 
 // fatal: bytes that are not UTF-8 must fail to decode, not turn into U+FFFD.
@@ -97,10 +125,14 @@ export class PostgresSessionStore extends Store {
   private readonly serializer: Serializer
   private readonly disableTouch: boolean
   private readonly touchAfterMs: number
-  // The expiry each session read by get was stored with, keyed by the
-  // req.session express-session builds from it (createSession), so touch can
-  // tell how far it would move. A WeakMap: it lives exactly as long as the request.
-  private readonly storedExpiries = new WeakMap<object, Date>()
+  // What get read for each session it returned, and for the req.session
+  // express-session builds from it (createSession): set merges against it,
+  // touch tells how far the expiry would move. A WeakMap: it lives exactly as long as the request.
+  private readonly reads = new WeakMap<object, Read>()
+  // Saves of one session in this process go one at a time: each then loses
+  // at most once to the others, instead of all of them retrying together.
+  private readonly saving = new Map<string, Promise<void>>()
+  private readonly merge: boolean
   private readonly onError: (error: Error) => void
   private readonly owner: Owner | undefined
   private readonly ownsStore: boolean
@@ -119,6 +151,8 @@ export class PostgresSessionStore extends Store {
     this.touchAfterMs = touchAfter * 1000
     this.onError = onError
     this.owner = options.owner
+    this.merge = options.merge ?? true
+    needsReadContext(this, this.merge)
     this.ownsStore = options.store === undefined
     this.ownSql = options.connectionString === undefined ? undefined : ownPool(options.connectionString, options)
     this.store = options.store ?? new PostgresStore((options.sql ?? options.pool ?? this.ownSql)!, coreOptionsOf(options))
@@ -131,13 +165,14 @@ export class PostgresSessionStore extends Store {
   get(sid: string): Promise<SessionData | null>
   get(sid: string, callback: Callback<SessionData | null>): void
   get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> | void {
-    return settle(() => this.read(sid), callback)
+    return settle(() => this.read(sid), typeof callback === 'function' ? this.carryingRead(callback) : callback)
   }
 
   /**
    * Stores session under sid until cookie.expires, or for ttl seconds when it has no cookie or no valid
    * expires, under owner(session); an expiry already past removes the session instead, and a destroyed one stays destroyed. A session
-   * that is not an object, or that the serializer or owner cannot handle, is a TypeError, and nothing is written.
+   * that is not an object, or that the serializer or owner cannot handle, is a TypeError, and nothing is written. A session get
+   * returned is merged with saves made since (unchanged, it is not written); after MAX_SAVE_ATTEMPTS lost races, a SessionConflictError.
    */
   set(sid: string, session: SessionData): Promise<void>
   set(sid: string, session: SessionData, callback: Callback<void>): void
@@ -233,6 +268,7 @@ export class PostgresSessionStore extends Store {
   close(callback: Callback<void>): void
   close(callback?: Callback<void>): Promise<void> | void {
     return settle(async () => {
+      needsReadContext(this, false)
       if (this.ownsStore) this.store.stopCleanup()
       await this.ownSql?.end({ timeout: 5 })
     }, callback)
@@ -247,8 +283,18 @@ export class PostgresSessionStore extends Store {
       await this.discard(sid, session)
       return null
     }
-    this.storedExpiries.set(session, entry.expiry)
+    this.reads.set(session, { adapter: this, sid, ...entry })
     return withStoredExpiry(session, entry.expiry)
+  }
+
+  // callback, run so that what the request does next knows what this get
+  // read, for a framework that builds its own session object (lib/read-context.ts).
+  private carryingRead(callback: Callback<SessionData | null>): Callback<SessionData | null> {
+    return (error, session) => {
+      const read = session ? this.reads.get(session) : undefined
+      if (read === undefined) callback(error, session)
+      else runWithRead(this, read, callback, error, session)
+    }
   }
 
   private async write(sid: string, session: SessionData): Promise<void> {
@@ -258,7 +304,62 @@ export class PostgresSessionStore extends Store {
     const data = this.encode(session)
     const owner = this.ownerOf(session)
     if (expiry.getTime() <= Date.now()) return this.store.delete(sid)
-    await this.store.commit(sid, data, expiry, owner)
+    const read = this.merge ? this.readOf(sid, session) : undefined
+    if (read === undefined) return this.store.commit(sid, data, expiry, owner)
+    const ours = this.decode(data)
+    const base = this.decode(read.data)
+    if (this.isUnchanged(base, ours) && this.movesLittle(read, expiry)) return
+    this.reads.set(session, read)
+    await this.oneAtATime(sid, () => this.commitMerging(sid, read, base, ours, data, expiry, owner))
+  }
+
+  /** What the request saving session under sid read, if get read it. */
+  private readOf(sid: string, session: SessionData): Read | undefined {
+    const read = this.reads.get(session) ?? (currentRead() as Read | undefined)
+    return read?.adapter === this && read.sid === sid ? read : undefined
+  }
+
+  // The cookie is left out: express-session and @fastify/session rebuild it on
+  // every request, and its expiry is judged by touchAfter instead.
+  private isUnchanged(base: SessionData | Error, ours: SessionData | Error): boolean {
+    if (base instanceof Error || ours instanceof Error) return false
+    return equal({ ...base, cookie: null }, { ...ours, cookie: null })
+  }
+
+  // Writes ours if nobody saved the session since read; else merges with what
+  // they saved and tries again, against the version it merged with. read is
+  // moved on to what was written, for a second save by the same request.
+  private async commitMerging(
+    sid: string, read: Read, base: SessionData | Error, ours: SessionData | Error, data: Buffer, expiry: Date, owner: string | undefined,
+  ): Promise<void> {
+    let version: string | null = read.version
+    for (let attempt = 1; ; attempt++) {
+      if (version === null) return this.store.commit(sid, data, expiry, owner)
+      const result = await this.store.commitIfVersion(sid, data, expiry, owner, version)
+      if (result.outcome === 'destroyed') return
+      if (result.outcome === 'written') return void Object.assign(read, { data, expiry, version: result.version })
+      if (attempt >= MAX_SAVE_ATTEMPTS) throw new SessionConflictError(attempt)
+      const theirs = result.current === null ? null : this.decode(result.current.data)
+      // Nothing readable to merge with (gone, expired, undecodable): ours is written whole.
+      if (theirs === null || theirs instanceof Error || ours instanceof Error) {
+        version = null
+        continue
+      }
+      ours = mergeSessions(base instanceof Error ? {} : base, ours as {} as Record<string, unknown>, theirs) as unknown as SessionData
+      ;[base, version, data, owner] = [theirs, result.current!.version, this.encode(ours), this.ownerOf(ours)]
+    }
+  }
+
+  /** Runs work after every earlier oneAtATime of sid in this adapter has settled. */
+  private async oneAtATime(sid: string, work: () => Promise<void>): Promise<void> {
+    const mine = (this.saving.get(sid) ?? Promise.resolve()).then(work)
+    const settled = mine.catch(() => {})
+    this.saving.set(sid, settled)
+    try {
+      await mine
+    } finally {
+      if (this.saving.get(sid) === settled) this.saving.delete(sid)
+    }
   }
 
   private async erase(sid: string): Promise<void> {
@@ -271,7 +372,8 @@ export class PostgresSessionStore extends Store {
     assertSession(session)
     if (this.disableTouch) return
     const expiry = this.expiryOf(session)
-    if (this.movesLittle(session, expiry)) return
+    const read = this.reads.get(session)
+    if (read !== undefined && this.movesLittle(read, expiry)) return
     await this.store.touch(sid, expiry)
   }
 
@@ -280,19 +382,19 @@ export class PostgresSessionStore extends Store {
    * remembers the expiry that session was stored with, for touchAfter.
    */
   createSession(req: Parameters<Store['createSession']>[0], data: SessionData): ReturnType<Store['createSession']> {
-    const stored = this.storedExpiries.get(data)
+    // express-session: req.session is known by the WeakMap, no context needed.
+    needsReadContext(this, false)
+    const read = this.reads.get(data)
     const session = super.createSession(req, data)
-    if (stored !== undefined) this.storedExpiries.set(session, stored)
+    if (read !== undefined) this.reads.set(session, read)
     return session
   }
 
   // True when writing expiry would move the stored one forward by less than
   // touchAfter, or than a tenth of the session's lifetime: a short session
   // stays exact, and an active one is rewritten long before it could expire.
-  private movesLittle(session: SessionData, expiry: Date): boolean {
-    const stored = this.storedExpiries.get(session)
-    if (stored === undefined) return false
-    const moved = expiry.getTime() - stored.getTime()
+  private movesLittle(read: Read, expiry: Date): boolean {
+    const moved = expiry.getTime() - read.expiry.getTime()
     const lifetime = expiry.getTime() - Date.now()
     return moved >= 0 && moved < Math.min(this.touchAfterMs, lifetime / 10)
   }
@@ -510,6 +612,9 @@ function checkOptions(options: unknown): asserts options is PostgresSessionStore
   }
   if (given('onError') && typeof options.onError !== 'function') {
     throw new TypeError(`onError must be a function, got ${typeOf(options.onError)}`)
+  }
+  if (given('merge') && typeof options.merge !== 'boolean') {
+    throw new TypeError(`merge must be a boolean, got ${typeOf(options.merge)}`)
   }
   if (given('owner') && typeof options.owner !== 'function') {
     throw new TypeError(`owner must be a function of the session, got ${typeOf(options.owner)}`)

@@ -33,6 +33,11 @@ export function assertExpiry(expiry: unknown): asserts expiry is Date {
   }
 }
 
+export function assertVersion(version: unknown): asserts version is string {
+  if (typeof version !== 'string') throw new TypeError(`version must be a string, got ${typeOf(version)}`)
+  if (!/^\d{1,19}$/.test(version)) throw new RangeError('version must be a version findEntry gave (a decimal string)')
+}
+
 /** Names the type of a bad argument without showing its value. */
 export function typeOf(value: unknown): string {
   if (value === null) return 'null'

@@ -158,7 +158,7 @@ describeEachBackend(
       await Promise.all(awkwardTokens.map((token, i) => store.commit(token, awkwardData(i), expiry, i % 2 ? 'owner' : null)))
       expect(statements).toEqual([single.commit, many.commit])
       for (const [i, token] of awkwardTokens.entries()) {
-        expect(await store.findEntry(token)).toEqual({ data: awkwardData(i), expiry })
+        expect(await store.findEntry(token)).toEqual({ data: awkwardData(i), expiry, version: '0' })
       }
       expect((await store.listByOwner('owner')).length).toBe(3)
     })
@@ -201,7 +201,7 @@ describeEachBackend(
       const asked = [...awkwardTokens, 'missing', 'expired', 'destroyed', awkwardTokens[1]]
       const found = await Promise.all(asked.map((token) => store.findEntry(token)))
       expect(statements).toEqual([single.find, many.find])
-      const entries = awkwardTokens.map((_, i) => ({ data: awkwardData(i), expiry }))
+      const entries = awkwardTokens.map((_, i) => ({ data: awkwardData(i), expiry, version: '0' }))
       expect(found).toEqual([...entries, null, null, null, entries[1]])
     })
 
@@ -225,7 +225,7 @@ describeEachBackend(
       expect(statements).toEqual([single.touch, many.touch])
       expect(results).toEqual([true, true, true, true, false, false, false])
       for (const token of ['lone', 'a', 'b']) {
-        expect(await store.findEntry(token)).toEqual({ data: Buffer.from(token), expiry: later })
+        expect(await store.findEntry(token)).toEqual({ data: Buffer.from(token), expiry: later, version: '0' })
       }
       expect(await store.count()).toBe(3)
     })

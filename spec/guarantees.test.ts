@@ -240,11 +240,11 @@ describeEachBackend('PostgresStore guarantees', (backend) => {
 describeEachBackend('migrate', (backend) => {
   const db = connectForSuite(backend)
 
-  it('reports 0 for a missing table and 2 for a new one', async () => {
+  it('reports 0 for a missing table and 3 for a new one', async () => {
     const store = new PostgresStore(db().client, { ...backend.storeOptions, table: uniqueTable(), cleanupInterval: 0 })
     expect(await store.schemaVersion()).toBe(0)
     await store.migrate()
-    expect(await store.schemaVersion()).toBe(2)
+    expect(await store.schemaVersion()).toBe(3)
   })
 
   it('upgrades a version 1 table in place without losing a row, from several stores at once', async () => {
@@ -264,12 +264,37 @@ describeEachBackend('migrate', (backend) => {
     await Promise.all(racing.map((store) => store.migrate()))
     await racing[0].migrate()
 
-    expect(await racing[0].schemaVersion()).toBe(2)
+    expect(await racing[0].schemaVersion()).toBe(3)
     const all = await racing[1].all()
     expect(all.size).toBe(sessions.length)
     for (const { token, data } of sessions) expect(all.get(token)).toEqual(data)
     await racing[2].commit('t0', Buffer.from('owned'), later(HOUR), 'ada')
     expect((await racing[2].listByOwner('ada')).map((entry) => entry.token)).toEqual(['t0'])
+  })
+
+  it('upgrades a version 2 table in place, keeping rows, owners and tombstones, and versions its writes', async () => {
+    const table = uniqueTable('v2')
+    const quoted = parseTableName(table).quoted
+    // The table as version 2 of schema.sql created it.
+    await db().sql.unsafe(
+      `CREATE TABLE ${quoted} (token TEXT PRIMARY KEY, data BYTEA NOT NULL, expiry TIMESTAMPTZ NOT NULL, ` +
+      'created TIMESTAMPTZ NOT NULL DEFAULT now(), owner TEXT, destroyed BOOLEAN NOT NULL DEFAULT false)',
+    )
+    await db().sql.unsafe(`COMMENT ON TABLE ${quoted} IS 'express-session-postgres schema 2'`)
+    await db().sql.unsafe(`INSERT INTO ${quoted} (token, data, expiry, owner) VALUES ('kept', 'data', $1, 'ada')`, [later(HOUR)])
+    await db().sql.unsafe(`INSERT INTO ${quoted} (token, data, expiry, destroyed) VALUES ('gone', '', $1, true)`, [later(HOUR)])
+    const store = new PostgresStore(db().client, { ...backend.storeOptions, table, cleanupInterval: 0 })
+    expect(await store.schemaVersion()).toBe(2)
+
+    await Promise.all([store.migrate(), store.migrate()])
+
+    expect(await store.schemaVersion()).toBe(3)
+    const kept = (await store.findEntry('kept'))!
+    expect(kept).toEqual({ data: Buffer.from('data'), expiry: expect.any(Date), version: '0' })
+    expect((await store.listByOwner('ada')).map((entry) => entry.token)).toEqual(['kept'])
+    await store.commit('gone', Buffer.from('back?'), later(HOUR))
+    expect(await store.find('gone')).toBeNull()
+    expect(await store.commitIfVersion('kept', Buffer.from('new'), later(HOUR), 'ada', kept.version)).toEqual({ outcome: 'written', version: '1' })
   })
 }, realDriverBackends)
 
