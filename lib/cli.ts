@@ -9,6 +9,7 @@ import type { Pool } from 'pg'
 import type { Sql } from 'postgres'
 import type { Client } from './drivers/detect.js'
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js'
+import { QueryTimeoutError } from './query-timeout.js'
 import { schemaFor } from './schema.js'
 import { parseTableName } from './table.js'
 
@@ -149,16 +150,17 @@ function connect(url: string, driver: DriverName): Connection {
 
 // connect_timeout covers the TCP connection only: a port that accepts and then
 // stays silent (a proxy, another service) would otherwise hang the job forever.
+// The store retries a refused or dropped connection until its queryTimeout (a
+// database restarting gets those seconds), then fails with the driver's own
+// error, which says why; a port that never answers ends in a QueryTimeoutError.
 async function answersWithin(client: Client, seconds: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const silence = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the database did not answer within ${seconds} s`)), seconds * 1000)
-  })
+  const ping = new PostgresStore(client, { cleanupInterval: 0, prepare: false, queryTimeout: seconds * 1000 })
   try {
-    const ping = new PostgresStore(client, { cleanupInterval: 0, prepare: false, queryTimeout: 0 }).schemaVersion()
-    await Promise.race([ping, silence])
-  } finally {
-    clearTimeout(timer)
+    await ping.schemaVersion()
+  } catch (error) {
+    if (!(error instanceof QueryTimeoutError)) throw error
+    // Refused or reset until the end: the driver's error says why better than a timeout.
+    throw error.cause ?? new Error(`the database did not answer within ${seconds} s`)
   }
 }
 

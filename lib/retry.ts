@@ -5,6 +5,8 @@
 // fresh connection, until it succeeds or the caller's deadline comes: a
 // planned failover then costs a request some latency, not an error.
 
+import { QueryTimeoutError } from './query-timeout.js'
+
 /** Why a failed statement may be tried again, or null when it may not. */
 export type RetryReason = 'deadlock' | 'unavailable' | null
 
@@ -57,13 +59,15 @@ export interface RetryOptions {
 export async function withRetries<T>(attempt: () => Promise<T>, { deadline }: RetryOptions): Promise<T> {
   let deadlocks = 0
   let pause = FIRST_PAUSE_MS
+  let unavailable: unknown
   for (;;) {
     try {
       return await attempt()
     } catch (error) {
       const reason = retryReason(error)
       if (reason === 'deadlock' && ++deadlocks < DEADLOCK_ATTEMPTS) continue
-      if (reason !== 'unavailable') throw error
+      if (reason !== 'unavailable') throw withCause(error, unavailable)
+      unavailable = error
       // Jittered, so that many callers retrying at once do not arrive together.
       const wait = pause / 2 + Math.random() * (pause / 2)
       if (Date.now() + wait >= deadline) throw error
@@ -71,6 +75,13 @@ export async function withRetries<T>(attempt: () => Promise<T>, { deadline }: Re
       pause = Math.min(pause * 2, MAX_PAUSE_MS)
     }
   }
+}
+
+// A timeout after retries says what was being retried (ECONNREFUSED, 25006, ...)
+// as its cause, so "did not answer" does not hide why.
+function withCause(error: unknown, cause: unknown): unknown {
+  if (cause !== undefined && error instanceof QueryTimeoutError && error.cause === undefined) error.cause = cause
+  return error
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -1,4 +1,5 @@
 // Which failures the store sends a statement again for, and within what time.
+import { QueryTimeoutError } from '../lib/query-timeout'
 import { retryReason, withRetries } from '../lib/retry'
 
 const failure = (code: string) => Object.assign(new Error(`failed with ${code}`), { code })
@@ -40,6 +41,24 @@ describe('retryReason', () => {
 })
 
 describe('withRetries', () => {
+  test('a timeout that ends the retries names what was being retried as its cause', async () => {
+    let attempts = 0
+    const outcome = withRetries(async () => {
+      if (++attempts === 1) throw failure('ECONNREFUSED')
+      throw new QueryTimeoutError(100)
+    }, { deadline: Date.now() + 5000 })
+    const error = await outcome.catch((caught: unknown) => caught)
+    expect(error).toBeInstanceOf(QueryTimeoutError)
+    expect((error as Error).cause).toMatchObject({ code: 'ECONNREFUSED' })
+  })
+
+  test('a timeout with nothing retried before it has no cause', async () => {
+    const error = await withRetries(async () => {
+      throw new QueryTimeoutError(100)
+    }, { deadline: Date.now() + 5000 }).catch((caught: unknown) => caught)
+    expect((error as Error).cause).toBeUndefined()
+  })
+
   test('an unavailable server is tried again until the statement succeeds', async () => {
     let attempts = 0
     const result = await withRetries(async () => {

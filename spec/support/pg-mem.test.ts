@@ -82,7 +82,8 @@ describe('PostgresStore on pg-mem', () => {
     const later = new Date(Date.now() + 7_200_123)
     await store.commit('t', Buffer.from('new'), later)
     await sleep(300) // past the first expiry: only the second one counts
-    expect(await store.findEntry('t')).toEqual({ data: Buffer.from('new'), expiry: later })
+    // Each commit of an existing row moves its version on (the merge's conflict check).
+    expect(await store.findEntry('t')).toEqual({ data: Buffer.from('new'), expiry: later, version: '1' })
   })
 
   test('deleteExpired removes expired rows only and counts them', async () => {
