@@ -35,8 +35,9 @@ Options:
 Exit status: 0 on success, 1 when the database fails, 2 on a usage error.`
 
 const SECRET_VARIABLE = 'EXPRESS_SESSION_POSTGRES_SECRET'
-const DRIVERS = { postgres: 'postgres', pg: 'pg' } as const
-type DriverName = keyof typeof DRIVERS
+// The package names of the drivers, in the order the CLI looks for them.
+const DRIVERS = ['postgres', 'pg'] as const
+type DriverName = (typeof DRIVERS)[number]
 const IMPORT_SOURCES = ['connect-pg-simple']
 
 // Long enough for a server across a network, short enough for a cron log to
@@ -114,9 +115,9 @@ async function withStore(options: Options, command: (store: PostgresStore) => Pr
 
 /** postgres.js when it is installed, else node-postgres. */
 function installedDriver(): DriverName {
-  for (const name of ['postgres', 'pg'] as const) {
+  for (const name of DRIVERS) {
     try {
-      require.resolve(DRIVERS[name])
+      require.resolve(name)
       return name
     } catch {
       // not installed: try the next one
@@ -183,7 +184,7 @@ function parseCommandLine(args: string[]): { command?: string; help: boolean; op
     parseTableName(values.table)
     parseTableName(values['from-table'])
     const { driver } = values
-    if (driver !== undefined && !Object.hasOwn(DRIVERS, driver)) throw new Error(`--driver must be postgres or pg, got "${driver}"`)
+    if (driver !== undefined && !(DRIVERS as readonly string[]).includes(driver)) throw new Error(`--driver must be postgres or pg, got "${driver}"`)
     const url = values.url ?? process.env.DATABASE_URL
     const options: Options = {
       url, table: values.table, driver: driver as DriverName | undefined,

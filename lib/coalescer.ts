@@ -179,7 +179,7 @@ export function conditionalCommitCoalescer(run: RunQuery, queries: ConditionalQu
 function commitArrays(inputs: readonly CommitParams[] | readonly ConditionalCommitParams[]): unknown[] {
   return [
     textArray(inputs.map(([key]) => key)),
-    textArray(inputs.map(([, data]) => '\\x' + data.toString('hex'))),
+    byteaArray(inputs.map(([, data]) => data)),
     textArray(inputs.map(([, , expiry]) => expiry.toISOString())),
     textArray(inputs.map(([, , , owner]) => owner)),
     inputs[0][4],
@@ -215,7 +215,7 @@ export function deleteCoalescer(run: RunQuery, single: string, many: string, opt
 function latestPerKey<T>(inputs: readonly T[], keyOf: (input: T) => string): T[] {
   const byKey = new Map<string, T>()
   for (const input of inputs) byKey.set(keyOf(input), input)
-  return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, input]) => input)
+  return sortedByKey([...byKey.values()], keyOf)
 }
 
 // Splits inputs so that no key occurs twice in one part: the k-th input of a
@@ -229,12 +229,21 @@ function rounds<T>(inputs: readonly T[], keyOf: (input: T) => string): T[][] {
     seen.set(key, part + 1)
     ;(parts[part] ??= []).push(input)
   }
-  return parts.map((part) => part.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0)))
+  return parts.map((part) => sortedByKey(part, keyOf))
+}
+
+function sortedByKey<T>(inputs: T[], keyOf: (input: T) => string): T[] {
+  return inputs.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0))
 }
 
 // Sorted too, for the same reason as latestPerKey.
 function unique(values: readonly string[]): string[] {
   return [...new Set(values)].sort()
+}
+
+/** A bytea[] parameter, as a textArray of hex escapes. */
+export function byteaArray(values: readonly Buffer[]): string {
+  return textArray(values.map((value) => '\\x' + value.toString('hex')))
 }
 
 /**

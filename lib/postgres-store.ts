@@ -4,12 +4,12 @@
 // file; it reaches the database through a driver (lib/drivers/).
 import { CleanupTimer, logError, reportSafely } from './cleanup.js'
 import {
-  commitCoalescer, conditionalCommitCoalescer, deleteCoalescer, findCoalescer, textArray, touchCoalescer, type RunQuery,
+  byteaArray, commitCoalescer, conditionalCommitCoalescer, deleteCoalescer, findCoalescer, textArray, touchCoalescer, type RunQuery,
 } from './coalescer.js'
 import { driverFor, type Client } from './drivers/detect.js'
 import type { Driver, Queryable } from './drivers/driver.js'
 import { DecryptionError, Encryption } from './encryption.js'
-import { withTimeout } from './query-timeout.js'
+import { deadlineAfter, withTimeout } from './query-timeout.js'
 import { withRetries } from './retry.js'
 import { SCHEMA_VERSION, schemaFor, versionOf } from './schema.js'
 import { parseTableName, type TableName } from './table.js'
@@ -358,7 +358,7 @@ export class PostgresStore {
       })
       const copied = sessions.length === 0 ? [] : await this.run<{ token: string }>(this.queries.importMany, [
         textArray(sessions.map(({ key }) => key)),
-        textArray(sessions.map(({ data }) => '\\x' + data.toString('hex'))),
+        byteaArray(sessions.map(({ data }) => data)),
         textArray(sessions.map(({ expire }) => expire.toISOString())),
         this.absoluteTimeout,
       ])
@@ -464,7 +464,7 @@ export class PostgresStore {
   // connections on a standby (lib/drivers/). Every statement in buildQueries
   // is safe to send twice.
   private async run<T extends object = Record<string, unknown>>(query: string, params: unknown[]) {
-    const deadline = this.queryTimeout === 0 ? Infinity : Date.now() + this.queryTimeout
+    const deadline = deadlineAfter(this.queryTimeout)
     return withRetries(() => {
       const left = deadline === Infinity ? 0 : Math.max(1, deadline - Date.now())
       return withTimeout(this.driver.query<T>(query, params), left)

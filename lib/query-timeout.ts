@@ -24,3 +24,8 @@ export function withTimeout<T>(query: PromiseLike<T>, ms: number): Promise<T> {
   })
   return Promise.race([query, deadline]).finally(() => clearTimeout(timer))
 }
+
+/** The epoch milliseconds ms from now: Infinity for 0, which waits forever (as queryTimeout: 0 does). */
+export function deadlineAfter(ms: number): number {
+  return ms === 0 ? Infinity : Date.now() + ms
+}

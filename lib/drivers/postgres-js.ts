@@ -3,6 +3,7 @@
 // and transactions as postgres.js offers them. postgres.js parses bytea into
 // Buffer and timestamptz into Date, as the core expects.
 import type { Sql } from 'postgres'
+import { deadlineAfter } from '../query-timeout.js'
 import { retryReason } from '../retry.js'
 import type { Driver, DriverOptions, PostgresJsSql, Queryable, Rows } from './driver.js'
 import { PrimaryGuard } from './primary.js'
@@ -61,7 +62,7 @@ export class PostgresJsDriver implements Driver {
   }
 
   private deadline(): number {
-    return this.options.queryTimeout === 0 ? Infinity : Date.now() + this.options.queryTimeout
+    return deadlineAfter(this.options.queryTimeout)
   }
 
   cursor<Row extends object>(text: string, params: readonly unknown[], batchSize: number): AsyncIterable<Row[]> {
