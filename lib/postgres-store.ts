@@ -315,16 +315,16 @@ export class PostgresStore {
   }
 
   /**
-   * Deletes expired rows in batches and resolves to how many went; 0 when
-   * another store is sweeping this table right now. This is what the cleanup timer runs; call it yourself from cron when timers are off.
+   * Deletes expired rows in batches (re-filing rows that came due but were
+   * extended) and resolves to how many went; 0 when another store is sweeping this table right now. This is what the cleanup timer runs; call it yourself from cron when timers are off.
    */
   async deleteExpired(): Promise<number> {
     let total = 0
     for (;;) {
-      const removed = await this.withDeadline(this.driver.transaction((tx) => this.deleteExpiredBatch(tx)))
-      if (removed === null) return total
-      total += removed
-      if (removed < CLEANUP_BATCH_SIZE) return total
+      const batch = await this.withDeadline(this.driver.transaction((tx) => this.sweepBatch(tx)))
+      if (batch === null) return total
+      total += batch.removed
+      if (batch.removed < CLEANUP_BATCH_SIZE && batch.refiled < CLEANUP_BATCH_SIZE) return total
     }
   }
 
@@ -332,11 +332,12 @@ export class PostgresStore {
   // advisory lock: stores sharing the table take turns instead of deleting the
   // same rows at once, and a lock can never outlive its transaction (or leak
   // to another client through a pooler, as session locks do behind PgBouncer).
-  private async deleteExpiredBatch(tx: Queryable): Promise<number | null> {
+  private async sweepBatch(tx: Queryable): Promise<{ removed: number; refiled: number } | null> {
     const [{ locked }] = await tx.query<{ locked: boolean }>(this.queries.tryCleanupLock, [this.lockKey('cleanup')])
     if (!locked) return null
-    const result = await tx.query(this.queries.deleteExpiredBatch, [CLEANUP_BATCH_SIZE])
-    return result.count
+    const removed = await tx.query(this.queries.deleteExpiredBatch, [CLEANUP_BATCH_SIZE])
+    const refiled = await tx.query(this.queries.refileBatch, [CLEANUP_BATCH_SIZE])
+    return { removed: removed.count, refiled: refiled.count }
   }
 
   /**
@@ -371,7 +372,7 @@ export class PostgresStore {
 
   /**
    * Resolves to the schema version of the table: 0 when it does not exist, 1
-   * for pgxstore's table, 3 for the current one (SCHEMA_VERSION).
+   * for pgxstore's table, 4 for the current one (SCHEMA_VERSION).
    */
   async schemaVersion(): Promise<number> {
     const [row] = await this.run<{ exists: boolean; comment: string | null }>(this.queries.schemaVersion, [
@@ -484,9 +485,15 @@ export function buildQueries(table: string, tombstones: boolean) {
   const absoluteLimit = (created: string, param: string) => `${created} + ${param}::float8 * interval '1 millisecond'`
   // An expired row committed again starts a new life, with a new creation time.
   const created = 'CASE WHEN s.expiry > now() THEN s.created ELSE now() END'
+  // The sweep finds rows through an index on sweep_at (schema.sql, version 4),
+  // kept at or before the expiry: a write that moves the expiry later leaves
+  // it as it was, so no indexed column changes and PostgreSQL can update the
+  // row in place (a HOT update). Only an earlier expiry moves it; the sweep
+  // re-files a row that came due but lives on (refileBatch).
+  const setExpiry = (expiry: string, row = 's.') => `expiry = ${expiry}, sweep_at = least(${row}sweep_at, ${expiry})`
   const upsert =
     'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, owner = EXCLUDED.owner, version = s.version + 1, ' +
-    `created = ${created}, expiry = least(EXCLUDED.expiry, ${absoluteLimit(created, '$5')}) ` +
+    `created = ${created}, ${setExpiry(`least(EXCLUDED.expiry, ${absoluteLimit(created, '$5')})`)} ` +
     // The conditional upsert: a tombstone is never overwritten.
     'WHERE NOT s.destroyed'
   // commitIfVersion: the version read travels in the inserted row (a token
@@ -495,7 +502,8 @@ export function buildQueries(table: string, tombstones: boolean) {
   const current = `SELECT token, data, expiry, destroyed, ${active} AS active, version::text AS version FROM ${table}`
   // What a destroyed row becomes: no data, no owner, kept for as long as the
   // session would have lived and at least an hour (longer than any request
-  // that read it before it was destroyed).
+  // that read it before it was destroyed). Its expiry only moves later, so
+  // sweep_at can stay: the tombstone is a HOT update too.
   const tombstoneExpiry = "now() + interval '1 hour'"
   const tombstone = (expiry: string) =>
     `data = '', owner = NULL, destroyed = true, expiry = greatest(${expiry}, ${tombstoneExpiry})`
@@ -507,22 +515,22 @@ export function buildQueries(table: string, tombstones: boolean) {
     // Twice: the same upsert with the same values leaves the same row (a
     // second send after a delete meets the tombstone and writes nothing).
     commit:
-      `INSERT INTO ${table} AS s (token, data, expiry, owner) ` +
-      `VALUES ($1, $2, least($3::timestamptz, ${absoluteLimit('now()', '$5')}), $4) ${upsert}`,
+      `INSERT INTO ${table} AS s (token, data, expiry, sweep_at, owner) ` +
+      `VALUES ($1, $2, ${twice(`least($3::timestamptz, ${absoluteLimit('now()', '$5')})`)}, $4) ${upsert}`,
     // One statement cannot change the same row twice: the coalescers dedupe first.
     commitMany:
-      `INSERT INTO ${table} AS s (token, data, expiry, owner) ` +
-      `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$5')}), v.owner ` +
+      `INSERT INTO ${table} AS s (token, data, expiry, sweep_at, owner) ` +
+      `SELECT v.token, v.data, ${twice(`least(v.expiry, ${absoluteLimit('now()', '$5')})`)}, v.owner ` +
       `FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[]) AS v(token, data, expiry, owner) ${upsert}`,
     // Twice: a second send after the first was applied finds the version it
     // bumped and reports a conflict with a row holding our own data; the
     // adapter's merge of that row with ours is ours, so nothing is lost or doubled.
     commitIfVersion:
-      `INSERT INTO ${table} AS s (token, data, expiry, owner, version) ` +
-      `VALUES ($1, $2, least($3::timestamptz, ${absoluteLimit('now()', '$5')}), $4, $6::bigint) ${ifVersion}`,
+      `INSERT INTO ${table} AS s (token, data, expiry, sweep_at, owner, version) ` +
+      `VALUES ($1, $2, ${twice(`least($3::timestamptz, ${absoluteLimit('now()', '$5')})`)}, $4, $6::bigint) ${ifVersion}`,
     commitIfVersionMany:
-      `INSERT INTO ${table} AS s (token, data, expiry, owner, version) ` +
-      `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$5')}), v.owner, v.version FROM ` +
+      `INSERT INTO ${table} AS s (token, data, expiry, sweep_at, owner, version) ` +
+      `SELECT v.token, v.data, ${twice(`least(v.expiry, ${absoluteLimit('now()', '$5')})`)}, v.owner, v.version FROM ` +
       `unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[], $6::bigint[]) AS v(token, data, expiry, owner, version) ${ifVersion}`,
     // The row a conditional commit lost to, whatever its state.
     current: `${current} WHERE token = $1`,
@@ -530,19 +538,19 @@ export function buildQueries(table: string, tombstones: boolean) {
     // Only the expiry: a touch must not rewrite (and so cannot clobber) the data.
     // Twice: sets the same expiry again (the caller may then hear 1 for a row the first send moved).
     touch:
-      `UPDATE ${table} SET expiry = least($1::timestamptz, ${absoluteLimit('created', '$3')}) ` +
+      `UPDATE ${table} SET ${setExpiry(`least($1::timestamptz, ${absoluteLimit('created', '$3')})`, '')} ` +
       `WHERE token = $2 AND ${active}`,
     touchMany:
-      `UPDATE ${table} AS s SET expiry = least(v.expiry, ${absoluteLimit('s.created', '$3')}) ` +
+      `UPDATE ${table} AS s SET ${setExpiry(`least(v.expiry, ${absoluteLimit('s.created', '$3')})`)} ` +
       'FROM unnest($1::text[], $2::timestamptz[]) AS v(token, expiry) ' +
       'WHERE s.token = v.token AND s.expiry > now() AND NOT s.destroyed RETURNING s.token',
     // Twice: a tombstone stays a tombstone (its expiry only moves later); a DELETE finds nothing.
     delete: tombstones
-      ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) VALUES ($1, '', ${tombstoneExpiry}, true) ${tombstoneUpsert}`
+      ? `INSERT INTO ${table} AS s (token, data, expiry, sweep_at, destroyed) VALUES ($1, '', ${twice(tombstoneExpiry)}, true) ${tombstoneUpsert}`
       : `DELETE FROM ${table} WHERE token = $1`,
     deleteMany: tombstones
-      ? `INSERT INTO ${table} AS s (token, data, expiry, destroyed) ` +
-        `SELECT v.token, '', ${tombstoneExpiry}, true FROM unnest($1::text[]) AS v(token) ${tombstoneUpsert}`
+      ? `INSERT INTO ${table} AS s (token, data, expiry, sweep_at, destroyed) ` +
+        `SELECT v.token, '', ${twice(tombstoneExpiry)}, true FROM unnest($1::text[]) AS v(token) ${tombstoneUpsert}`
       : `DELETE FROM ${table} WHERE token = ANY($1::text[])`,
     // Twice: the second send finds no active row and changes nothing (its count then says 0).
     destroyByOwner: tombstones
@@ -558,12 +566,20 @@ export function buildQueries(table: string, tombstones: boolean) {
       `SELECT count(*) FILTER (WHERE ${active}) AS active, ` +
       `count(*) FILTER (WHERE expiry <= now()) AS expired FROM ${table}`,
     tryCleanupLock: 'SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked',
+    // The sweep, one batch of each in a transaction: due rows (sweep_at passed)
+    // that expired are deleted; due rows that live on are re-filed under their
+    // expiry, a non-HOT update at most once per extension past sweep_at.
     // SKIP LOCKED: rows a request is updating right now wait for the next sweep.
+    // `= ANY(ARRAY(...))`, not `IN (...)`: on a large table the planner turned
+    // IN into a scan of the whole table; this form reads only the due index entries.
     // Not retried (it runs in a transaction): a failed sweep is reported, and
-    // the next one deletes what is left; deleting an expired row twice is harmless.
+    // the next one does what is left; deleting or re-filing a row twice is harmless.
     deleteExpiredBatch:
-      `DELETE FROM ${table} WHERE token IN ` +
-      `(SELECT token FROM ${table} WHERE expiry <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+      `DELETE FROM ${table} WHERE token = ANY(ARRAY(` +
+      `SELECT token FROM ${table} WHERE sweep_at <= now() AND expiry <= now() LIMIT $1 FOR UPDATE SKIP LOCKED))`,
+    refileBatch:
+      `UPDATE ${table} SET sweep_at = expiry WHERE token = ANY(ARRAY(` +
+      `SELECT token FROM ${table} WHERE sweep_at <= now() AND expiry > now() LIMIT $1 FOR UPDATE SKIP LOCKED))`,
     schemaVersion:
       "SELECT to_regclass($1) IS NOT NULL AS exists, obj_description(to_regclass($1), 'pg_class') AS comment",
     // Sessions from another store: a new row, or one that replaces an expired
@@ -572,13 +588,18 @@ export function buildQueries(table: string, tombstones: boolean) {
     // own creation time), so a second run changes nothing. Twice: the same (a
     // retried page counts the rows its first send copied as skipped).
     importMany:
-      `INSERT INTO ${table} AS s (token, data, expiry) ` +
-      `SELECT v.token, v.data, least(v.expiry, ${absoluteLimit('now()', '$4')}) ` +
+      `INSERT INTO ${table} AS s (token, data, expiry, sweep_at) ` +
+      `SELECT v.token, v.data, ${twice(`least(v.expiry, ${absoluteLimit('now()', '$4')})`)} ` +
       `FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS v(token, data, expiry) ` +
       `ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, version = s.version + 1, created = ${created}, ` +
-      `expiry = least(EXCLUDED.expiry, ${absoluteLimit(created, '$4')}) ` +
+      `${setExpiry(`least(EXCLUDED.expiry, ${absoluteLimit(created, '$4')})`)} ` +
       `WHERE NOT s.destroyed AND s.expiry < least(EXCLUDED.expiry, ${absoluteLimit(created, '$4')}) RETURNING s.token`,
   }
+}
+
+// An inserted row's expiry and sweep_at: the same value, for both columns.
+function twice(expiry: string): string {
+  return `${expiry}, ${expiry}`
 }
 
 // One page of a connect-pg-simple table's active sessions, after the sid $1.

@@ -9,7 +9,7 @@ const SCHEMA_FILE = join(__dirname, '..', 'schema.sql')
 let schemaTemplate: string | undefined
 
 /** The schema version that schema.sql creates, and records in the table's comment. */
-export const SCHEMA_VERSION = 3
+export const SCHEMA_VERSION = 4
 
 /** Reads the version out of a table comment; a table without one is pgxstore's, version 1. */
 export function versionOf(comment: string | null): number {
@@ -21,8 +21,10 @@ export function schemaFor(table: TableName): string {
   schemaTemplate ??= readFileSync(SCHEMA_FILE, 'utf8')
   return schemaTemplate
     .replace(/--.*$/gm, '')
-    // Replacer functions, so a `$&` in a table name stays literal.
-    .replace(/\bsessions_(\w+_idx)\b/g, (_, index) => quoteIdentifier(`${table.base}_${index}`))
-    .replace(/\bsessions\b/g, () => table.quoted)
+    // One pass, so a table name that itself contains "sessions" is not
+    // replaced again; replacer functions, so a `$&` in it stays literal. CREATE
+    // INDEX names an index in its table's schema; DROP INDEX must say which schema.
+    .replace(/\b(DROP INDEX IF EXISTS )?sessions(_\w+_idx)?\b/g, (_, drop: string | undefined, index: string | undefined) =>
+      index === undefined ? table.quoted : (drop ? drop + table.schemaPrefix : '') + quoteIdentifier(table.base + index))
     .trim()
 }

@@ -8,6 +8,8 @@ export interface TableName {
   readonly quoted: string
   /** The unqualified table name, for naming its index. */
   readonly base: string
+  /** The schema part, quoted with its dot (`"app".`), or '' for an unqualified name: an index lives in its table's schema. */
+  readonly schemaPrefix: string
 }
 
 export function parseTableName(name: unknown): TableName {
@@ -18,7 +20,8 @@ export function parseTableName(name: unknown): TableName {
   if (parts.length > 2 || parts.some((part) => part.length === 0 || part.includes('\0'))) {
     throw new TypeError('table must be "table" or "schema.table", each part non-empty and without NUL')
   }
-  return { name, quoted: parts.map(quoteIdentifier).join('.'), base: parts[parts.length - 1] }
+  const quoted = parts.map(quoteIdentifier)
+  return { name, quoted: quoted.join('.'), base: parts[parts.length - 1], schemaPrefix: quoted.slice(0, -1).map((part) => part + '.').join('') }
 }
 
 export function quoteIdentifier(identifier: string): string {

@@ -64,11 +64,13 @@ describe('express-session-postgres (no database needed)', () => {
     const plain = await cli(['schema'])
     expect(plain.status).toBe(0)
     expect(plain.stdout).toContain('CREATE TABLE IF NOT EXISTS "sessions" (')
-    expect(plain.stdout).toContain('CREATE INDEX IF NOT EXISTS "sessions_expiry_idx" ON "sessions" (expiry);')
+    expect(plain.stdout).toContain('CREATE INDEX IF NOT EXISTS "sessions_sweep_idx" ON "sessions" (sweep_at);')
+    expect(plain.stdout).toContain('DROP INDEX IF EXISTS "sessions_expiry_idx";')
 
     const qualified = await cli(['schema', '--table', 'app.web_sessions'])
     expect(qualified.stdout).toContain('CREATE TABLE IF NOT EXISTS "app"."web_sessions" (')
-    expect(qualified.stdout).toContain('"web_sessions_expiry_idx" ON "app"."web_sessions" (expiry)')
+    expect(qualified.stdout).toContain('"web_sessions_sweep_idx" ON "app"."web_sessions" (sweep_at)')
+    expect(qualified.stdout).toContain('DROP INDEX IF EXISTS "app"."web_sessions_expiry_idx";')
     expect(qualified.stdout).not.toMatch(/\bsessions\b(?!_)/)
   })
 

@@ -240,11 +240,11 @@ describeEachBackend('PostgresStore guarantees', (backend) => {
 describeEachBackend('migrate', (backend) => {
   const db = connectForSuite(backend)
 
-  it('reports 0 for a missing table and 3 for a new one', async () => {
+  it('reports 0 for a missing table and 4 for a new one', async () => {
     const store = new PostgresStore(db().client, { ...backend.storeOptions, table: uniqueTable(), cleanupInterval: 0 })
     expect(await store.schemaVersion()).toBe(0)
     await store.migrate()
-    expect(await store.schemaVersion()).toBe(3)
+    expect(await store.schemaVersion()).toBe(4)
   })
 
   it('upgrades a version 1 table in place without losing a row, from several stores at once', async () => {
@@ -264,7 +264,7 @@ describeEachBackend('migrate', (backend) => {
     await Promise.all(racing.map((store) => store.migrate()))
     await racing[0].migrate()
 
-    expect(await racing[0].schemaVersion()).toBe(3)
+    expect(await racing[0].schemaVersion()).toBe(4)
     const all = await racing[1].all()
     expect(all.size).toBe(sessions.length)
     for (const { token, data } of sessions) expect(all.get(token)).toEqual(data)
@@ -288,7 +288,7 @@ describeEachBackend('migrate', (backend) => {
 
     await Promise.all([store.migrate(), store.migrate()])
 
-    expect(await store.schemaVersion()).toBe(3)
+    expect(await store.schemaVersion()).toBe(4)
     const kept = (await store.findEntry('kept'))!
     expect(kept).toEqual({ data: Buffer.from('data'), expiry: expect.any(Date), version: '0' })
     expect((await store.listByOwner('ada')).map((entry) => entry.token)).toEqual(['kept'])

@@ -161,6 +161,30 @@ describeEachBackend('PostgresStore', (backend) => {
       expect(await store.deleteExpired()).toBe(0)
       expect(await store.find('live')).toEqual(Buffer.from('l'))
     })
+
+    // The sweep looks at a row when its first expiry comes (sweep_at): one
+    // extended since by a touch or a commit is kept then, and removed once its new expiry passes.
+    it('keeps a session extended past its first expiry, and removes it when the new one passes', async () => {
+      await store.commit('touched', Buffer.from('t'), later(200))
+      await store.commit('recommitted', Buffer.from('r'), later(200))
+      expect(await store.touch('touched', later(600))).toBe(true)
+      await store.commit('recommitted', Buffer.from('r2'), later(600))
+      await sleep(300)
+      expect(await store.deleteExpired()).toBe(0)
+      expect(await store.find('touched')).toEqual(Buffer.from('t'))
+      expect(await store.find('recommitted')).toEqual(Buffer.from('r2'))
+      await sleep(400)
+      expect(await store.deleteExpired()).toBe(2)
+      expect(await store.stats()).toEqual({ active: 0, expired: 0 })
+    })
+
+    it('removes a session whose expiry was moved earlier, at the earlier time', async () => {
+      await store.commit('shortened', Buffer.from('s'), later(HOUR))
+      await store.commit('shortened', Buffer.from('s'), later(200))
+      await sleep(300)
+      expect(await store.deleteExpired()).toBe(1)
+      expect(await store.stats()).toEqual({ active: 0, expired: 0 })
+    })
   })
 
   describe('cleanup timer', () => {

@@ -69,7 +69,7 @@
 //     qualifies such columns with the target table or its alias.
 // 13. Arrays: pg-mem returns no rows for `<indexed column> = ANY(array)`
 //     (non-indexed columns work), so the harness rejects ANY/ALL/SOME with
-//     0A000; unnest takes one argument and not in FROM with a column list
+//     0A000, except `x = ANY(ARRAY(subquery))`, rewritten as `x IN (subquery)`; unnest takes one argument and not in FROM with a column list
 //     (`unnest($1::text[], $2::bytea[]) AS v(a, b)` fails with pg-mem's error);
 //     array parameters are not supported (postgres.js serialises them only for
 //     the array types fetch_types would have found, 8 above). The coalescer's
@@ -564,17 +564,25 @@ function qualifyConflictUpdate(statement: Statement): Statement {
 }
 
 // pg-mem answers `<indexed column> = ANY(array)` with no rows at all (13 above):
-// fail loudly instead of answering wrongly.
+// fail loudly instead of answering wrongly. `x = ANY(ARRAY(subquery))`, the
+// sweep's form, means `x IN (subquery)`, which pg-mem answers: rewritten.
 function rejectAny(statement: Statement): Statement {
-  astMapper((map) => ({
+  return astMapper((map) => ({
+    binary: (binary) => {
+      const right = binary.right
+      if (binary.op === '=' && right.type === 'call' && right.function.name.toLowerCase() === 'any' &&
+        right.args.length === 1 && right.args[0].type === 'array select') {
+        return map.super().binary({ ...binary, op: 'IN', right: right.args[0].select })
+      }
+      return map.super().binary(binary)
+    },
     call: (call) => {
       if (['any', 'all', 'some'].includes(call.function.name.toLowerCase())) {
         throw new PgError('0A000', 'pg-mem answers `<indexed column> = ANY(array)` wrongly: the harness rejects ANY/ALL/SOME')
       }
       return map.super().call(call)
     },
-  })).statement(statement)
-  return statement
+  })).statement(statement) ?? statement
 }
 
 // pg-mem ignores `agg(x) FILTER (WHERE c)` and aggregates every row (9 above).
