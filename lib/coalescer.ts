@@ -5,10 +5,13 @@
 // (and, for writes, one WAL flush) then serves many callers: that is how the
 // store gets past the one-statement-per-operation ceiling.
 //
-// Ordering: with one batch in flight (the default), calls of one kind reach
-// the database in arrival order. Calls that neither caller awaited (a commit
-// and a delete of the same token, or two commits with maxInFlight > 1) may
-// reach it in either order, as they may through any pool.
+// Ordering: calls of one kind and one key reach the database in arrival
+// order. With one batch in flight (the default) that holds for all calls of a
+// kind; with more (the core lets two write batches overlap, so one executes
+// while the other waits for its WAL flush), a call whose key is in a batch in
+// flight waits for that batch, and other calls go ahead. Calls of different
+// kinds that neither caller awaited (a commit and a delete of the same token)
+// may reach it in either order, as they may through any pool.
 
 import type { VersionedEntry } from './postgres-store.js'
 import { typeOf } from './validate.js'
@@ -26,23 +29,34 @@ export interface CoalescerOptions {
   /**
    * Batches of this kind allowed in flight at once; default 1. More lets a
    * pool work on several batches at once, at the price of smaller batches.
+   * Infinity: every call goes out alone, at once (no batching).
    */
   maxInFlight?: number
+}
+
+export interface KeyedCoalescerOptions<Input> extends CoalescerOptions {
+  /** The key of an input: with several batches in flight, a call waits while its key is in one. */
+  keyOf?: (input: Input) => string
 }
 
 export class Coalescer<Input, Output> {
   private queue: Waiting<Input, Output>[] = []
   private inFlight = 0
   private readonly maxInFlight: number
+  private readonly keyOf: ((input: Input) => string) | undefined
+  // Keys in batches in flight, with how many of those batches hold each.
+  private readonly busyKeys = new Map<string, number>()
 
-  constructor(private readonly runBatch: RunBatch<Input, Output>, options: CoalescerOptions = {}) {
+  constructor(private readonly runBatch: RunBatch<Input, Output>, options: KeyedCoalescerOptions<Input> = {}) {
     if (typeof runBatch !== 'function') throw new TypeError('Coalescer needs a function that runs one batch')
-    const { maxInFlight = 1 } = options
+    const { maxInFlight = 1, keyOf } = options
     if (typeof maxInFlight !== 'number') throw new TypeError(`maxInFlight must be a number, got ${typeOf(maxInFlight)}`)
     if (!(Number.isInteger(maxInFlight) || maxInFlight === Infinity) || maxInFlight < 1) {
       throw new RangeError('maxInFlight must be a whole number from 1, or Infinity (no batching)')
     }
     this.maxInFlight = maxInFlight
+    // Without batching (Infinity) calls race as through any pool: nothing waits.
+    this.keyOf = maxInFlight === Infinity ? undefined : keyOf
   }
 
   /** Resolves to this input's output, or rejects with the error of the batch it went out in. */
@@ -54,14 +68,39 @@ export class Coalescer<Input, Output> {
   }
 
   private sendQueued(): void {
-    if (this.queue.length === 0) return
-    const batch = this.queue
-    this.queue = []
+    const batch = this.takeSendable()
+    if (batch.length === 0) return
+    const keys = this.keyOf === undefined ? [] : batch.map((waiting) => this.keyOf!(waiting.input))
+    for (const key of keys) this.busyKeys.set(key, (this.busyKeys.get(key) ?? 0) + 1)
     this.inFlight++
     this.settle(batch).then(() => {
+      for (const key of keys) {
+        const left = this.busyKeys.get(key)! - 1
+        if (left === 0) this.busyKeys.delete(key)
+        else this.busyKeys.set(key, left)
+      }
       this.inFlight--
-      this.sendQueued()
+      while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+        const before = this.inFlight
+        this.sendQueued()
+        if (this.inFlight === before) return // all that waits is held by a batch in flight
+      }
     })
+  }
+
+  // The queued calls that may go now, in arrival order; those whose key is in
+  // a batch in flight stay queued, in order, behind it.
+  private takeSendable(): Waiting<Input, Output>[] {
+    if (this.busyKeys.size === 0) {
+      const all = this.queue
+      this.queue = []
+      return all
+    }
+    const ready: Waiting<Input, Output>[] = []
+    const held: Waiting<Input, Output>[] = []
+    for (const waiting of this.queue) (this.busyKeys.has(this.keyOf!(waiting.input)) ? held : ready).push(waiting)
+    this.queue = held
+    return ready
   }
 
   // Never rejects: every caller hears the outcome, then the next batch goes.
@@ -105,7 +144,7 @@ export function findCoalescer(run: RunQuery, single: string, many: string, optio
     const rows = await run<VersionedEntry & { token: string }>(many, [textArray(unique(keys))])
     const found = new Map(rows.map(({ token, ...row }) => [token, row]))
     return keys.map((key) => (found.has(key) ? [found.get(key)!] : []))
-  }, options)
+  }, { ...options, keyOf: ([key]) => key })
 }
 
 /** Commits: one upsert for the batch; a key committed twice keeps the later call's values. */
@@ -114,7 +153,7 @@ export function commitCoalescer(run: RunQuery, single: string, many: string, opt
     if (inputs.length === 1) await run(single, inputs[0])
     else await run(many, commitArrays(latestPerKey(inputs, ([key]) => key)))
     return inputs.map(() => undefined)
-  }, options)
+  }, { ...options, keyOf: ([key]) => key })
 }
 
 /** The core's `commitIfVersion` parameters: commit's, and the version the caller read. */
@@ -172,7 +211,7 @@ export function conditionalCommitCoalescer(run: RunQuery, queries: ConditionalQu
       }
     }
     return outputs
-  }, options)
+  }, { ...options, keyOf: ([key]) => key })
 }
 
 // The array parameters of a batched commit ($1-$5), one element per input.
@@ -198,7 +237,7 @@ export function touchCoalescer(run: RunQuery, single: string, many: string, opti
     ])
     const touched = new Set(rows.map((row) => row.token))
     return inputs.map(([, key]) => ({ count: touched.has(key) ? 1 : 0 }))
-  }, options)
+  }, { ...options, keyOf: ([, key]) => key })
 }
 
 /** Deletes (or tombstones): one statement for the batch; missing keys are fine. */
@@ -207,7 +246,7 @@ export function deleteCoalescer(run: RunQuery, single: string, many: string, opt
     if (inputs.length === 1) await run(single, inputs[0])
     else await run(many, [textArray(unique(inputs.map(([key]) => key)))])
     return inputs.map(() => undefined)
-  }, options)
+  }, { ...options, keyOf: ([key]) => key })
 }
 
 // Sorted, so two batches changing overlapping keys (from two processes) lock

@@ -100,6 +100,12 @@ export const DEFAULT_QUERY_TIMEOUT = 10_000
 // statement holds locks for long, large enough that a backlog drains quickly.
 const CLEANUP_BATCH_SIZE = 5000
 
+// A write batch spends most of its time waiting for its commit's WAL flush:
+// with two in flight, one executes while the other flushes (bench/: about
+// 1.2x the writes per second of one at 16 callers). Reads have no flush to
+// overlap and batch best one at a time.
+const WRITE_BATCHES_IN_FLIGHT = 2
+
 // setTimeout fires at once for delays beyond a signed 32-bit integer.
 const MAX_TIMER_DELAY = 2 ** 31 - 1
 
@@ -155,12 +161,13 @@ export class PostgresStore {
     this.encryption = secret === undefined ? null : new Encryption(secret)
     this.queryTimeout = queryTimeout
     const run: RunQuery = (query, params) => this.run(query, params)
-    const batching = { maxInFlight: coalesce ? 1 : Infinity }
-    this.finds = findCoalescer(run, this.queries.find, this.queries.findMany, batching)
-    this.commits = commitCoalescer(run, this.queries.commit, this.queries.commitMany, batching)
-    this.conditionalCommits = conditionalCommitCoalescer(run, this.queries, batching)
-    this.touches = touchCoalescer(run, this.queries.touch, this.queries.touchMany, batching)
-    this.deletes = deleteCoalescer(run, this.queries.delete, this.queries.deleteMany, batching)
+    const reads = { maxInFlight: coalesce ? 1 : Infinity }
+    const writes = { maxInFlight: coalesce ? WRITE_BATCHES_IN_FLIGHT : Infinity }
+    this.finds = findCoalescer(run, this.queries.find, this.queries.findMany, reads)
+    this.commits = commitCoalescer(run, this.queries.commit, this.queries.commitMany, writes)
+    this.conditionalCommits = conditionalCommitCoalescer(run, this.queries, writes)
+    this.touches = touchCoalescer(run, this.queries.touch, this.queries.touchMany, writes)
+    this.deletes = deleteCoalescer(run, this.queries.delete, this.queries.deleteMany, writes)
     this.cleanup = new CleanupTimer(cleanupInterval, () => this.deleteExpired(), this.onError)
   }
 

@@ -95,6 +95,47 @@ describe('Coalescer', () => {
     await expect(Promise.all(results)).resolves.toEqual([1, 2, 3, 4])
   })
 
+  it('with batches overlapping, holds a call whose key is in flight until that batch settles, in arrival order', async () => {
+    const batches: string[][] = []
+    const gates = new Map<string, ReturnType<typeof deferred<void>>>()
+    const coalescer = new Coalescer<string, string>(async (inputs) => {
+      batches.push([...inputs])
+      const gate = deferred<void>()
+      gates.set(inputs.join(), gate)
+      await gate.promise
+      return inputs
+    }, { maxInFlight: 2, keyOf: (input) => input.split('#')[0] })
+    const results = ['a#1', 'a#2', 'b#1', 'a#3', 'c#1'].map((input) => coalescer.run(input))
+    // a#1 went alone; a#2 waits behind it; b#1 took the second slot.
+    expect(batches).toEqual([['a#1'], ['b#1']])
+    gates.get('b#1')!.resolve()
+    await results[2]
+    await new Promise((resolve) => setImmediate(resolve))
+    // The freed slot takes c#1; every a waits for a#1, however many slots are free.
+    expect(batches).toEqual([['a#1'], ['b#1'], ['c#1']])
+    gates.get('a#1')!.resolve()
+    await results[0]
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(batches).toEqual([['a#1'], ['b#1'], ['c#1'], ['a#2', 'a#3']])
+    gates.get('c#1')!.resolve()
+    gates.get('a#2,a#3')!.resolve()
+    await expect(Promise.all(results)).resolves.toEqual(['a#1', 'a#2', 'b#1', 'a#3', 'c#1'])
+  })
+
+  it('without batching (maxInFlight Infinity), sends calls of one key at once, as a pool would', async () => {
+    const batches: string[][] = []
+    const gate = deferred<void>()
+    const coalescer = new Coalescer<string, string>(async (inputs) => {
+      batches.push([...inputs])
+      await gate.promise
+      return inputs
+    }, { maxInFlight: Infinity, keyOf: () => 'same' })
+    const results = ['x', 'y'].map((input) => coalescer.run(input))
+    expect(batches).toEqual([['x'], ['y']])
+    gate.resolve()
+    await expect(Promise.all(results)).resolves.toEqual(['x', 'y'])
+  })
+
   it('needs a function and a whole maxInFlight from 1', () => {
     const echo = async (inputs: readonly number[]) => inputs
     expect(() => new Coalescer(undefined as any)).toThrow(TypeError)
@@ -152,11 +193,13 @@ describeEachBackend(
     })
     afterEach(() => sql.unsafe(`DROP TABLE IF EXISTS ${quoteIdentifier(table)}`))
 
-    it('commits concurrent calls in one upsert after the lone first one, each row readable', async () => {
+    // Two write batches may be in flight at once (one executing while the
+    // other waits for its WAL flush): the first two of a burst go out alone.
+    it('commits concurrent calls in one upsert after the lone first two, each row readable', async () => {
       const { store, statements, single, many } = coalescedStore(sql, { table })
       const expiry = inAnHour()
       await Promise.all(awkwardTokens.map((token, i) => store.commit(token, awkwardData(i), expiry, i % 2 ? 'owner' : null)))
-      expect(statements).toEqual([single.commit, many.commit])
+      expect(statements).toEqual([single.commit, single.commit, many.commit])
       for (const [i, token] of awkwardTokens.entries()) {
         expect(await store.findEntry(token)).toEqual({ data: awkwardData(i), expiry, version: '0' })
       }
@@ -168,23 +211,24 @@ describeEachBackend(
       const expiry = inAnHour()
       const calls = [
         store.commit('first', Buffer.from('lone'), expiry),
+        store.commit('second', Buffer.from('lone'), expiry),
         store.commit('twice', Buffer.from('older'), expiry),
         store.commit('other', Buffer.from('x'), expiry),
         store.commit('twice', Buffer.from('newer'), expiry),
       ]
-      await expect(Promise.all(calls)).resolves.toEqual([undefined, undefined, undefined, undefined])
-      expect(statements).toHaveLength(2)
+      await expect(Promise.all(calls)).resolves.toEqual([undefined, undefined, undefined, undefined, undefined])
+      expect(statements).toHaveLength(3)
       expect(await store.find('twice')).toEqual(Buffer.from('newer'))
     })
 
     it('caps batched commits and touches by absoluteTimeout, as single ones are', async () => {
       const { store, statements, many } = coalescedStore(sql, { table, absoluteTimeout: 60_000 })
       const far = new Date('2099-01-01T00:00:00.000Z')
-      await Promise.all(['a', 'b', 'c'].map((token) => store.commit(token, Buffer.from(token), far)))
-      await Promise.all(['a', 'b', 'c'].map((token) => store.touch(token, far)))
+      await Promise.all(['a', 'b', 'c', 'd'].map((token) => store.commit(token, Buffer.from(token), far)))
+      await Promise.all(['a', 'b', 'c', 'd'].map((token) => store.touch(token, far)))
       expect(statements).toContain(many.commit)
       expect(statements).toContain(many.touch)
-      for (const token of ['a', 'b', 'c']) {
+      for (const token of ['a', 'b', 'c', 'd']) {
         const entry = await store.findEntry(token)
         expect(entry!.expiry.getTime()).toBeLessThanOrEqual(Date.now() + 60_000)
       }
@@ -209,12 +253,13 @@ describeEachBackend(
       const plain = new PostgresStore(sql, { table, cleanupInterval: 0 })
       const old = inAnHour()
       const later = new Date('2099-01-02T03:04:05.678Z')
-      for (const token of ['lone', 'a', 'b', 'destroyed']) await plain.commit(token, Buffer.from(token), old)
+      for (const token of ['lone', 'lone-2', 'a', 'b', 'destroyed']) await plain.commit(token, Buffer.from(token), old)
       await plain.commit('expired', Buffer.from('x'), new Date(Date.now() - 1000))
       await plain.delete('destroyed')
       const { store, statements, single, many } = coalescedStore(sql, { table })
       const results = await Promise.all([
         store.touch('lone', later),
+        store.touch('lone-2', later),
         store.touch('a', old),
         store.touch('b', later),
         store.touch('a', later),
@@ -222,12 +267,12 @@ describeEachBackend(
         store.touch('expired', later),
         store.touch('destroyed', later),
       ])
-      expect(statements).toEqual([single.touch, many.touch])
-      expect(results).toEqual([true, true, true, true, false, false, false])
-      for (const token of ['lone', 'a', 'b']) {
+      expect(statements).toEqual([single.touch, single.touch, many.touch])
+      expect(results).toEqual([true, true, true, true, true, false, false, false])
+      for (const token of ['lone', 'lone-2', 'a', 'b']) {
         expect(await store.findEntry(token)).toEqual({ data: Buffer.from(token), expiry: later, version: '0' })
       }
-      expect(await store.count()).toBe(3)
+      expect(await store.count()).toBe(4)
     })
 
     it('destroys in one statement, missing tokens included, and a destroyed token stays destroyed', async () => {
@@ -235,8 +280,8 @@ describeEachBackend(
       const expiry = inAnHour()
       for (const token of ['a', 'b', 'c', 'keep']) await store.commit(token, Buffer.from(token), expiry)
       statements.length = 0
-      await Promise.all(['a', 'b', 'missing', 'c', 'b'].map((token) => store.delete(token)))
-      expect(statements).toEqual([single.delete, many.delete])
+      await Promise.all(['lone', 'lone-2', 'a', 'b', 'missing', 'c', 'b'].map((token) => store.delete(token)))
+      expect(statements).toEqual([single.delete, single.delete, many.delete])
       expect([...(await store.all()).keys()]).toEqual(['keep'])
       await Promise.all(['a', 'b'].map((token) => store.commit(token, Buffer.from('back'), expiry)))
       expect(await store.find('a')).toBeNull()
@@ -247,7 +292,7 @@ describeEachBackend(
       const { store, statements, many } = coalescedStore(sql, { table, tombstones: false })
       const expiry = inAnHour()
       for (const token of ['a', 'b', 'keep']) await store.commit(token, Buffer.from(token), expiry)
-      await Promise.all(['a', 'b', 'missing'].map((token) => store.delete(token)))
+      await Promise.all(['lone', 'lone-2', 'a', 'b', 'missing'].map((token) => store.delete(token)))
       expect(statements).toContain(many.delete)
       const [{ count }] = await sql.unsafe(`SELECT count(*)::int AS count FROM ${quoteIdentifier(table)}`)
       expect(count).toBe(1)
