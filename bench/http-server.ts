@@ -1,11 +1,10 @@
 // One Express app per store, in its own process: `tsx http-server.ts <store> <port> <seed> <count>`.
 // It preloads <count> sessions whose ids derive from <seed>, so the driver can
 // sign the same ids into cookies without asking. Prints "ready" when listening.
-import express from 'express'
-import session from 'express-session'
-import { newSession, SESSION_MAX_AGE_MS } from './sessions.js'
+import { sessionApp } from './express-app.js'
+import { newSession } from './sessions.js'
 import { openStore, type StoreName } from './stores.js'
-import { seededSid, HTTP_SECRET } from './http-sessions.js'
+import { seededSid } from './http-sessions.js'
 
 async function main() {
   const [name, port, seed, count] = process.argv.slice(2)
@@ -13,30 +12,14 @@ async function main() {
   if (!store.expressStore) throw new Error(`${name} has no express-session store`)
   await store.preload(Array.from({ length: Number(count) }, (_, i) => [seededSid(seed, i), newSession(i)] as const))
 
-  const app = express()
-  // For the cost bench (bench/cost-bench.ts), outside the session middleware:
-  // the statements the store sent so far, then its backends' statistics flushed.
-  app.get('/__cost', async (_req, res) => {
-    const statements = store.statements?.() ?? 0
-    const flushTransactions = (await store.flushStats?.()) ?? 0
-    res.json({ table: store.table ?? null, pid: process.pid, statements, flushTransactions })
-  })
-  app.use(session({
-    store: store.expressStore,
-    secret: HTTP_SECRET,
-    resave: false,
-    saveUninitialized: false,
-    cookie: { maxAge: SESSION_MAX_AGE_MS },
-  }))
-  // Reads the session only: express-session then calls get, and touch at the end.
-  app.get('/read', (req, res) => {
-    res.send(String((req.session as unknown as { userId?: number }).userId ?? 'no session'))
-  })
-  // Changes the session: get, then set at the end.
-  app.get('/write', (req, res) => {
-    const data = req.session as unknown as { views?: number }
-    data.views = (data.views ?? 0) + 1
-    res.send(String(data.views))
+  const app = sessionApp(store.expressStore, {}, (app) => {
+    // For the cost bench (bench/cost-bench.ts), outside the session middleware:
+    // the statements the store sent so far, then its backends' statistics flushed.
+    app.get('/__cost', async (_req, res) => {
+      const statements = store.statements?.() ?? 0
+      const flushTransactions = (await store.flushStats?.()) ?? 0
+      res.json({ table: store.table ?? null, pid: process.pid, statements, flushTransactions })
+    })
   })
   // The driver may be gone (it failed): a closed pipe must not crash the server.
   process.stdout.on('error', () => {})

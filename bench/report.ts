@@ -4,14 +4,16 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { HttpSample, Route } from './http-bench.js'
 import type { PgbenchSample } from './pgbench.js'
-import { median } from './stats.js'
+import { median, pairedRatio, roundRatios } from './stats.js'
 import { OPS, type Op, type StoreSample } from './store-bench.js'
 import type { CleanupResult } from './cleanup-bench.js'
 import type { Attempt, IterationResult } from './iterate-bench.js'
 import { COST_OPS, type CostCell, type CostResult } from './cost-bench.js'
 import type { StoreName } from './stores.js'
+import { int, ms, name, pct, table, targetLine, x, type Group, type Target } from './report-format.js'
+import { LOST_UPDATE_WHY, lostUpdateTargets, mergeCostSection, sharedSessionSection, statementsSection, type LostUpdateResults } from './report-lost-updates.js'
 
-interface Results {
+interface Results extends LostUpdateResults {
   meta: Record<string, any>
   config: Record<string, any> & { concurrencies: number[]; httpConnections: number[] }
   stores: Record<StoreName, string>
@@ -29,19 +31,6 @@ const SUBJECT: StoreName = 'adapter'
 const SUBJECT_ON_PG: StoreName = 'adapter-pg'
 const RELAXED: StoreName[] = ['sync-off', 'unlogged']
 
-type Group = 'c1' | 'get' | 'writes' | 'read-route' | 'relaxed' | 'cleanup' | 'iteration'
-
-interface Target {
-  group: Group
-  /** The whole claim, e.g. "c=16 set: A = 1.20x B". */
-  claim: string
-  /** "target >= 2x" and the like. */
-  goal: string
-  met: boolean
-  /** How far from the goal, as a fraction of it; 0 when met. */
-  short: number
-}
-
 export async function writeReport(jsonPath: string, mdPath: string) {
   const results: Results = JSON.parse(await readFile(jsonPath, 'utf8'))
   const targets = evaluateTargets(results)
@@ -51,23 +40,6 @@ export async function writeReport(jsonPath: string, mdPath: string) {
 }
 
 // --- numbers ---------------------------------------------------------------
-
-type Sample = { store: StoreName; round: number }
-
-/** x/baseline in each round, each round's pair measured minutes apart at most. */
-function roundRatios<S extends Sample>(samples: S[], value: (s: S) => number, subject: StoreName, baseline: StoreName): number[] {
-  const base = new Map(samples.filter((s) => s.store === baseline).map((s) => [s.round, value(s)]))
-  return samples
-    .filter((s) => s.store === subject && base.has(s.round))
-    .map((s) => value(s) / base.get(s.round)!)
-    .filter(Number.isFinite)
-}
-
-/** The median over rounds of the paired ratio. */
-function pairedRatio<S extends Sample>(samples: S[], value: (s: S) => number, subject: StoreName, baseline: StoreName): number {
-  const ratios = roundRatios(samples, value, subject, baseline)
-  return ratios.length > 0 ? median(ratios) : NaN
-}
 
 const storeCell = (r: Results, op: Op, c: number) => r.storeSamples.filter((s) => s.op === op && s.concurrency === c)
 const httpCell = (r: Results, route: Route, n: number) => r.httpSamples.filter((s) => s.route === route && s.connections === n)
@@ -141,29 +113,11 @@ export function evaluateTargets(r: Results): Target[] {
       goal: 'target < 100 MB', met: growth < 100, short: growth < 100 ? 0 : growth / 100 - 1,
     })
   }
+  targets.push(...lostUpdateTargets(r))
   return targets
 }
 
-function targetLine(t: Target): string {
-  const by = t.short < 0.005 ? 'under 1%' : pct(t.short)
-  return `${t.met ? 'MET ' : 'MISS'}  ${t.claim} (${t.goal}${t.met ? '' : `; missed by ${by}`})`
-}
-
 // --- formatting ------------------------------------------------------------
-
-const name = (r: Results, store: StoreName) => r.stores[store] ?? store
-const x = (ratio: number) => (Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : 'n/a')
-const pct = (fraction: number) => `${Math.round(fraction * 100)}%`
-const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a')
-const ms = (n: number) => (Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n.toFixed(1)) : 'n/a')
-
-function table(header: string[], rows: string[][]): string {
-  return [
-    `| ${header.join(' | ')} |`,
-    `|${header.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`,
-    ...rows.map((row) => `| ${row.join(' | ')} |`),
-  ].join('\n')
-}
 
 function storeTable(r: Results, op: Op): string {
   const stores = [...new Set(r.storeSamples.filter((s) => s.op === op).map((s) => s.store))]
@@ -313,8 +267,9 @@ external memory has grown by some tens of MB, not after every batch.` : ''}`
 function render(r: Results, targets: Target[], targetLines: string[]): string {
   const m = r.meta
   const pg = m.postgres ?? {}
-  const misses = targets.filter((t) => !t.met).length
-  const missedGroups = new Set(targets.filter((t) => !t.met).map((t) => t.group))
+  const missed = targets.filter((t) => !t.met && !t.unmeasured)
+  const misses = missed.length
+  const missedGroups = new Set(missed.map((t) => t.group))
   const why = (Object.keys(WHY) as Group[]).filter((g) => missedGroups.has(g)).map((g) => `- ${WHY[g](r)}`).join('\n')
   return `# Benchmarks
 
@@ -323,7 +278,8 @@ ${m.startedAt} (${m.minutes} min, commit ${m.commit}${m.uncommitted?.length ? `,
 \`cd bench && npm run report\`; measure again with \`cd bench && npm install && npm run bench\`
 (full, at most ~15 minutes plus ~14 for the cost section; \`-- --skip-cost\` leaves it out), \`npm run bench -- --quick\`
 (~4 minutes plus ~6), only the cleanup and iteration sections with \`npm run bench:cleanup\` (\`-- --quick\` for
-100k rows instead of 1M), or only the cost section with \`npm run bench:cost\`.
+100k rows instead of 1M), only the cost section with \`npm run bench:cost\`, or only the sections of issue 11
+(~3 minutes in a full run) with \`npm run bench -- --shared-session --fastify\`.
 
 **The machine was shared and noisy.** Other engineers ran test suites on the same 2 cores during
 this run (load average ${m.loadAverageAtStart?.join(' ')} at the start, ${m.loadAverageAtEnd?.join(' ')} at the end)${r.config.mode === 'full' ? `, and
@@ -363,7 +319,7 @@ ${Object.entries(r.stores).map(([key, label]) => `- **${label}** (\`${key}\`)${S
 ## Targets
 
 The targets are about the adapter as users install it (\`PostgresSessionStore\`, coalescing on,
-durable), except the relaxed-durability line. ${misses === 0 ? 'Every target was met in this run.' : `${misses} of ${targetLines.length} target lines were missed in this run.`}
+durable), except the relaxed-durability line. ${misses === 0 ? 'Every target measured was met in this run.' : `${misses} of ${targets.filter((t) => !t.unmeasured).length} target lines measured were missed in this run.`}${targets.some((t) => t.unmeasured) ? ' Lines marked n/a had no section in this run.' : ''}
 
 \`\`\`
 ${targetLines.join('\n')}
@@ -406,6 +362,18 @@ ${r.httpSamples.length ? httpTable(r, 'read') : 'Not run (--skip-http).'}
 ### /write (get + set)
 
 ${r.httpSamples.length ? httpTable(r, 'write') : 'Not run (--skip-http).'}
+
+### Merging when nothing conflicts
+
+${mergeCostSection(r)}
+
+## Many requests of one session at once
+
+${sharedSessionSection(r)}
+
+## Statements per request for an unchanged session
+
+${statementsSection(r)}
 
 ## Cleanup of a backlog
 
@@ -672,6 +640,7 @@ const WHY: Record<Group, (r: Results) => string> = {
     'competes for the 2 cores with the gets; the sweep holds one pool connection throughout. ' +
     'Smaller batches, or a pause between batches, would spread the load (a library change: ' +
     'CLEANUP_BATCH_SIZE in lib/postgres-store.ts is a constant today).',
+  ...LOST_UPDATE_WHY,
   iteration: () => '**Iteration.** iterate() holds one batch of rows at a time, but postgres.js reads the socket in ' +
     'large chunks and freed Buffers wait for a GC; a smaller batchSize would lower the peak.',
 }

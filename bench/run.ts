@@ -1,8 +1,9 @@
 // `npm run bench` (full) or `npm run bench -- --quick`: store level, HTTP
 // level, pgbench, cleanup, iteration and cost in one run; raw samples go to
 // results/latest.json and BENCHMARKS.md at the repo root is generated from it.
-// `--cleanup`, `--iteration` and/or `--cost` run only those sections and
-// replace just them in latest.json; `--skip-<section>` leaves one out.
+// `--cleanup`, `--iteration`, `--cost`, `--shared-session` and/or `--fastify`
+// run only those sections and replace just them in latest.json;
+// `--skip-<section>` leaves one out.
 import { execFileSync } from 'node:child_process'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, release, totalmem } from 'node:os'
@@ -12,9 +13,11 @@ import { createClient } from 'redis'
 import { runCleanupBench } from './cleanup-bench.js'
 import { runCostBench } from './cost-bench.js'
 import { runHttpBench, type Route } from './http-bench.js'
+import { runFastifyStatements } from './fastify-statements.js'
 import { runIterationBench } from './iterate-bench.js'
 import { pgbenchAvailable, runPgbench } from './pgbench.js'
 import { writeReport } from './report.js'
+import { runSharedSessionBench, SHARED_STORES } from './shared-session.js'
 import { runStoreBench, type Op } from './store-bench.js'
 import { DATABASE_URL, openStore, POOL_SIZE, REDIS_URL, STORE_LABELS, type BenchStore, type StoreName } from './stores.js'
 
@@ -32,6 +35,8 @@ const MODES = {
       http: { connections: [10, 64], seconds: 1, sessionCount: 2_000 },
       churn: { operations: 20_000, sessions: 1_000, concurrency: 16 },
     },
+    sharedSession: { rounds: 5, burst: { rounds: 1, seconds: 0.5, inFlight: 64 }, sessionCount: 5_000 },
+    fastify: { requests: 200, cookies: 50 },
   },
   full: {
     store: { rounds: 5, cellMs: 500 },
@@ -44,19 +49,26 @@ const MODES = {
       http: { connections: [10, 64], seconds: 2, sessionCount: PRELOADED_SESSIONS },
       churn: { operations: 200_000, sessions: PRELOADED_SESSIONS, concurrency: 16 },
     },
+    sharedSession: { rounds: 10, burst: { rounds: 2, seconds: 1, inFlight: 64 }, sessionCount: PRELOADED_SESSIONS },
+    fastify: { requests: 1_000, cookies: 200 },
   },
 }
 const COST_CONCURRENCIES = [1, 16]
 const CLEANUP_CONCURRENCY = 16
 const CONTENDING_STORES = 3
 const ITERATE_BATCH_SIZE = 1000
+// Issue 11's scenario: N requests of one session at once, each after a 0-30 ms delay (20 is the issue's own N).
+const SHARED_COUNTS = [2, 8, 20, 32]
+const SHARED_NESTED_COUNTS = [8, 20]
+const SHARED_MAX_DELAY_MS = 30
 
 const STORE_LEVEL: StoreName[] = ['memory', 'redis', 'cps', 'floor', 'core', 'adapter', 'core-pg', 'adapter-pg', 'single', 'sync-off', 'unlogged']
 // The relaxed-durability variants only change writes: they run the write operations and route.
 const RELAXED_OPS: Op[] = ['set', 'touch']
 const HTTP_LEVEL: Record<Route, StoreName[]> = {
   read: ['memory', 'redis', 'cps', 'adapter', 'adapter-pg', 'single'],
-  write: ['memory', 'redis', 'cps', 'adapter', 'adapter-pg', 'single', 'sync-off', 'unlogged'],
+  // merge-off beside adapter: what merging costs a write that meets no conflict.
+  write: ['memory', 'redis', 'cps', 'adapter', 'adapter-pg', 'single', 'sync-off', 'unlogged', 'merge-off'],
 }
 const CONCURRENCIES = [1, 16, 64]
 const HTTP_CONNECTIONS = [10, 50]
@@ -64,7 +76,7 @@ const HTTP_CONNECTIONS = [10, 50]
 async function main() {
   const args = new Set(process.argv.slice(2))
   const mode = args.has('--quick') ? 'quick' : 'full'
-  const only = ['--cleanup', '--iteration', '--cost'].filter((flag) => args.has(flag))
+  const only = ['--cleanup', '--iteration', '--cost', '--shared-session', '--fastify'].filter((flag) => args.has(flag))
   const config = MODES[mode]
   const log = (line: string) => process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`)
   const startedAt = new Date()
@@ -85,6 +97,20 @@ async function main() {
       : []
     results.meta = { ...meta, pgbench }
     results.config = { mode, ...config, concurrencies: CONCURRENCIES, httpConnections: HTTP_CONNECTIONS, preloadedSessions: PRELOADED_SESSIONS, poolSize: POOL_SIZE }
+  }
+  if (runs('--shared-session')) {
+    const shared = await runSharedSessionBench({
+      stores: SHARED_STORES, counts: SHARED_COUNTS, nestedCounts: SHARED_NESTED_COUNTS, maxDelayMs: SHARED_MAX_DELAY_MS, log,
+      ...config.sharedSession,
+    })
+    results.sharedSession = {
+      ...shared, mode, commit: gitCommit(), measuredAt: new Date().toISOString(),
+      config: { ...config.sharedSession, stores: SHARED_STORES, counts: SHARED_COUNTS, nestedCounts: SHARED_NESTED_COUNTS, maxDelayMs: SHARED_MAX_DELAY_MS },
+    }
+  }
+  if (runs('--fastify')) {
+    const statements = await runFastifyStatements({ ...config.fastify, log })
+    results.fastifyStatements = { ...statements, mode, commit: gitCommit(), measuredAt: new Date().toISOString(), config: config.fastify }
   }
   // Last in a full run: the bulk inserts and the sweep load the server for a while.
   if (runs('--cleanup')) {

@@ -23,3 +23,20 @@ export function rotation<T>(items: readonly T[], round: number): T[] {
   const rotated = [...items.slice(shift), ...items.slice(0, shift)]
   return round % 2 === 1 ? rotated.reverse() : rotated
 }
+
+type Sample = { store: string; round: number }
+
+/** subject/baseline in each round, each round's pair measured minutes apart at most. */
+export function roundRatios<S extends Sample>(samples: S[], value: (s: S) => number, subject: string, baseline: string): number[] {
+  const base = new Map(samples.filter((s) => s.store === baseline).map((s) => [s.round, value(s)]))
+  return samples
+    .filter((s) => s.store === subject && base.has(s.round))
+    .map((s) => value(s) / base.get(s.round)!)
+    .filter(Number.isFinite)
+}
+
+/** The median over rounds of the paired ratio; NaN when no round has both. */
+export function pairedRatio<S extends Sample>(samples: S[], value: (s: S) => number, subject: string, baseline: string): number {
+  const ratios = roundRatios(samples, value, subject, baseline)
+  return ratios.length > 0 ? median(ratios) : NaN
+}

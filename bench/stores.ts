@@ -56,6 +56,8 @@ export interface BenchStore {
   readonly applicationName?: string
   /** PostgreSQL stores: statements sent so far, counted at the client. */
   statements?(): number
+  /** PostgreSQL stores: of those, the ones that are not a SELECT (writes, and BEGIN/COMMIT of a transaction). */
+  writeStatements?(): number
   /**
    * PostgreSQL stores: makes every backend of the pool publish its pending
    * statistics now, and resolves to the transactions this itself ran.
@@ -148,12 +150,7 @@ async function openConnectPgSimple(url: string): Promise<BenchStore> {
   const PgStore = connectPgSimple(session)
   const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE, application_name: applicationName('cps') })
   // connect-pg-simple sends every statement through pool.query.
-  let statements = 0
-  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown
-  pool.query = ((...args: unknown[]) => {
-    statements++
-    return query(...args)
-  }) as typeof pool.query
+  const counter = countingPool(pool)
   const table = `bench_cps_${tableSuffix}`
   // connect-pg-simple's own table.sql, under a table of our own.
   await pool.query(`CREATE TABLE "${table}" (sid varchar NOT NULL COLLATE "default", sess json NOT NULL, expire timestamp(6) NOT NULL)`)
@@ -172,7 +169,7 @@ async function openConnectPgSimple(url: string): Promise<BenchStore> {
     }
   }
   const measured = {
-    table, applicationName: applicationName('cps'), statements: () => statements,
+    table, applicationName: applicationName('cps'), ...counter,
     flushStats: () => flushBackends(async (text) => (await pool.query<{ pid: number }>(text)).rows),
   }
   return {
@@ -182,6 +179,36 @@ async function openConnectPgSimple(url: string): Promise<BenchStore> {
     }, preload),
     ...measured,
   }
+}
+
+/** Statements a store sent, counted at the client as they go out. */
+function statementCounter() {
+  let statements = 0
+  let writes = 0
+  return {
+    count(text: string) {
+      statements++
+      if (!/^\s*SELECT\b/i.test(text)) writes++
+    },
+    statements: () => statements,
+    writeStatements: () => writes,
+  }
+}
+
+/**
+ * Counts what goes through pool.query: every statement of connect-pg-simple,
+ * and of this store on pg.Pool outside transactions (migrate and cleanup
+ * check out a client; no request path does).
+ */
+function countingPool(pool: pg.Pool): Pick<BenchStore, 'statements' | 'writeStatements'> {
+  const { count, ...counted } = statementCounter()
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown
+  pool.query = ((...args: unknown[]) => {
+    const [first] = args as [string | { text: string }]
+    count(typeof first === 'string' ? first : first.text)
+    return query(...args)
+  }) as typeof pool.query
+  return counted
 }
 
 // PostgreSQL 15+ backends publish their statistics when they go idle, at most
@@ -221,7 +248,7 @@ interface Durability {
 interface OwnTable {
   sql: Sql
   table: string
-  measured: Pick<BenchStore, 'table' | 'applicationName' | 'statements' | 'flushStats'>
+  measured: Pick<BenchStore, 'table' | 'applicationName' | 'statements' | 'writeStatements' | 'flushStats'>
   close: () => Promise<void>
 }
 
@@ -230,8 +257,8 @@ async function openOwnTable(name: StoreName, url: string, durability: Durability
     application_name: applicationName(name),
     ...(durability.synchronousCommitOff ? { synchronous_commit: 'off' } : {}),
   }
-  let statements = 0
-  const debug = () => void statements++
+  const { count, ...counted } = statementCounter()
+  const debug = (_connection: number, query: string) => count(query)
   const sql = postgres(url, { ...quiet, max: POOL_SIZE, connection, debug })
   const table = `bench_${name.replace('-', '_')}_${tableSuffix}`
   await new PostgresStore(sql, { table, cleanupInterval: 0 }).migrate()
@@ -242,7 +269,7 @@ async function openOwnTable(name: StoreName, url: string, durability: Durability
     await sql.end({ timeout: 5 })
   }
   const measured = {
-    table, applicationName: applicationName(name), statements: () => statements,
+    table, applicationName: applicationName(name), ...counted,
     flushStats: () => flushBackends((text) => sql.unsafe<{ pid: number }[]>(text)),
   }
   return { sql, table, measured, close }
@@ -310,12 +337,14 @@ async function openFloor(url: string): Promise<BenchStore> {
 type ThisStore = 'core' | 'adapter' | 'core-pg' | 'adapter-pg' | 'single' | 'sync-off' | 'unlogged' | 'merge-off'
 
 async function openThisStore(name: ThisStore, url: string): Promise<BenchStore> {
-  const { sql, table, measured, close } = await openOwnTable(name, url, {
+  const { sql, table, measured: ownTable, close } = await openOwnTable(name, url, {
     synchronousCommitOff: name === 'sync-off',
     unlogged: name === 'unlogged',
   })
-  // The -pg stores run on a pg.Pool of the same size, as connect-pg-simple does.
+  // The -pg stores run on a pg.Pool of the same size, as connect-pg-simple does;
+  // their statements are counted there (the postgres.js pool only sets up and preloads).
   const pool = name.endsWith('-pg') ? new pg.Pool({ connectionString: url, max: POOL_SIZE, application_name: applicationName(name) }) : null
+  const measured = pool ? { ...ownTable, ...countingPool(pool) } : ownTable
   // Every option at its default but the table and the timer, except coalesce for 'single'.
   const core = new PostgresStore(pool ?? sql, { table, cleanupInterval: 0, coalesce: name !== 'single' })
   const preload = bulkInsert(sql, table)
