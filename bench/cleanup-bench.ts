@@ -162,13 +162,13 @@ async function timeSweep(sweep: () => Promise<number>, maxMs: number) {
 }
 
 // Rows as the store leaves them: about 340 bytes of session, expired an hour
-// to a few days ago (spread, so the expiry index is not one value).
+// to a few days ago (spread, so the sweep index is not one value), filed under their expiry.
 async function insertExpired(sql: Sql, table: string, rows: number): Promise<void> {
   const data = Buffer.from(JSON.stringify(newSession(1)))
   await sql.unsafe(
-    `INSERT INTO "${table}" (token, data, expiry, created) ` +
-      `SELECT 'expired-' || md5(random()::text || n), $1::bytea, now() - interval '1 hour' - n * interval '200 ms', now() - interval '3 days' ` +
-      'FROM generate_series(1, $2::int) AS n',
+    `INSERT INTO "${table}" (token, data, expiry, sweep_at, created) ` +
+      `SELECT 'expired-' || md5(random()::text || n), $1::bytea, e.at, e.at, now() - interval '3 days' ` +
+      `FROM generate_series(1, $2::int) AS n, LATERAL (SELECT now() - interval '1 hour' - n * interval '200 ms' AS at) AS e`,
     [data, rows],
   )
 }

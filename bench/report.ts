@@ -500,8 +500,8 @@ function costSection(r: Results): string {
   const summary = stores.includes('adapter') && stores.includes('cps') && stores.includes('floor')
     ? `In short (medians of this run; this store = the adapter; cps = connect-pg-simple): at 16 callers the store spends
 ${cpu('adapter', 'get')} us of server CPU per get (cps ${cpu('cps', 'get')}, floor ${cpu('floor', 'get')}), ${cpu('adapter', 'set')} per set (${cpu('cps', 'set')} / ${cpu('floor', 'set')}) and
-${cpu('adapter', 'touch')} per touch (${cpu('cps', 'touch')} / ${cpu('floor', 'touch')}), with ${perCall('adapter', 'set', 16, (c) => c.transactions / c.calls).toFixed(3)} transactions per call: coalescing. One call at a time, each
-write logs the most WAL: set ${walOf('adapter', 'set')} B (cps ${walOf('cps', 'set')}, floor ${walOf('floor', 'set')}), touch ${walOf('adapter', 'touch')} B (${walOf('cps', 'touch')} / ${walOf('floor', 'touch')}), destroy
+${cpu('adapter', 'touch')} per touch (${cpu('cps', 'touch')} / ${cpu('floor', 'touch')}), with ${perCall('adapter', 'set', 16, (c) => c.transactions / c.calls).toFixed(3)} transactions per call: coalescing. One call at a time, WAL
+per write: set ${walOf('adapter', 'set')} B (cps ${walOf('cps', 'set')}, floor ${walOf('floor', 'set')}), touch ${walOf('adapter', 'touch')} B (${walOf('cps', 'touch')} / ${walOf('floor', 'touch')}), destroy
 ${walOf('adapter', 'destroy')} B (a tombstone upsert; ${walOf('cps', 'destroy')} / ${walOf('floor', 'destroy')} for a DELETE). After the churn ${hot('adapter')} of its updates were HOT
 (cps ${hot('cps')}, floor ${hot('floor')}) and table plus indexes took ${mib('adapter')} (cps ${mib('cps')}, floor ${mib('floor')}).`
     : ''
@@ -541,7 +541,7 @@ Layout experiments toward WAL per write and HOT updates at the floor: bench/LAYO
 }
 
 const STORE_NOTES: Partial<Record<StoreName, string>> = {
-  floor: ': the same single-row SQL as the core, hand-written with prepared statements, plus the JSON step; no validation, no callbacks, no coalescing.',
+  floor: ": the plain design: pgxstore's table (token, data, expiry; indexed on expiry for its sweep) and single-row statements, hand-written with prepared statements, plus the JSON step; no tombstones, no validation, no callbacks, no coalescing.",
   core: ': `PostgresStore` (lib/postgres-store.ts) as shipped (coalescing on), with the JSON step done by the benchmark.',
   adapter: ': the express-session store users install (lib/session-store.ts) over the core as shipped.',
   single: ': the same adapter over `new PostgresStore(sql, { coalesce: false })`: one statement per call.',

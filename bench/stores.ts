@@ -252,6 +252,13 @@ interface OwnTable {
   close: () => Promise<void>
 }
 
+// The floor's table is the plain design: pgxstore's (token, data, expiry),
+// indexed on expiry for its sweep. This store's is its own schema.sql.
+const PLAIN_TABLE = (table: string) => [
+  `CREATE TABLE "${table}" (token TEXT PRIMARY KEY, data BYTEA NOT NULL, expiry TIMESTAMPTZ NOT NULL)`,
+  `CREATE INDEX "${table}_expiry_idx" ON "${table}" (expiry)`,
+]
+
 async function openOwnTable(name: StoreName, url: string, durability: Durability = {}): Promise<OwnTable> {
   const connection = {
     application_name: applicationName(name),
@@ -261,7 +268,8 @@ async function openOwnTable(name: StoreName, url: string, durability: Durability
   const debug = (_connection: number, query: string) => count(query)
   const sql = postgres(url, { ...quiet, max: POOL_SIZE, connection, debug })
   const table = `bench_${name.replace('-', '_')}_${tableSuffix}`
-  await new PostgresStore(sql, { table, cleanupInterval: 0 }).migrate()
+  if (name === 'floor') for (const ddl of PLAIN_TABLE(table)) await sql.unsafe(ddl)
+  else await new PostgresStore(sql, { table, cleanupInterval: 0 }).migrate()
   if (durability.unlogged) await sql.unsafe(`ALTER TABLE "${table}" SET UNLOGGED`)
   await checkDurability(sql, table, durability)
   const close = async () => {
@@ -287,13 +295,19 @@ async function checkDurability(sql: Sql, table: string, durability: Durability):
   }
 }
 
-export function bulkInsert(sql: Sql, table: string): BenchStore['preload'] {
+// Rows as the store writes them: this store's table also gets sweep_at (at the
+// expiry, as a commit sets it), the floor's plain table has no such column.
+export function bulkInsert(sql: Sql, table: string, layout: 'store' | 'plain' = 'store'): BenchStore['preload'] {
+  const [columns, values, sweepAt] = layout === 'store'
+    ? ['token, data, expiry, sweep_at', 'u.token, u.data, u.expiry, u.expiry', ', sweep_at = EXCLUDED.sweep_at']
+    : ['token, data, expiry', 'u.token, u.data, u.expiry', '']
   return async (sessions) => {
     for (let i = 0; i < sessions.length; i += 2000) {
       const chunk = sessions.slice(i, i + 2000)
       await sql.unsafe(
-        `INSERT INTO "${table}" (token, data, expiry) SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) ` +
-          'ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, expiry = EXCLUDED.expiry',
+        `INSERT INTO "${table}" (${columns}) SELECT ${values} ` +
+          'FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS u(token, data, expiry) ' +
+          `ON CONFLICT (token) DO UPDATE SET data = EXCLUDED.data, expiry = EXCLUDED.expiry${sweepAt}`,
         [
           textArray(chunk.map(([sid]) => sid)),
           textArray(chunk.map(([, s]) => '\\x' + Buffer.from(JSON.stringify(s)).toString('hex'))),
@@ -328,7 +342,7 @@ async function openFloor(url: string): Promise<BenchStore> {
     set: async (sid, s) => void (await run(q.commit, [sid, encode(s), expiryOf(s)])),
     touch: async (sid, s) => void (await run(q.touch, [expiryOf(s), sid])),
     destroy: async (sid) => void (await run(q.delete, [sid])),
-    preload: bulkInsert(sql, table),
+    preload: bulkInsert(sql, table, 'plain'),
     close,
     ...measured,
   }
