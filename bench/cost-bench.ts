@@ -16,8 +16,8 @@ import { rotation } from './stats.js'
 import { measureUntil } from './store-bench.js'
 import { applicationName, DATABASE_URL, openStore, type BenchStore, type StoreName } from './stores.js'
 
-export const COST_STORES: StoreName[] = ['cps', 'floor', 'core', 'adapter']
-export const COST_HTTP_STORES: StoreName[] = ['cps', 'adapter']
+export const COST_STORES: StoreName[] = ['cps', 'floor', 'core', 'adapter', 'adapter-pg']
+export const COST_HTTP_STORES: StoreName[] = ['cps', 'adapter', 'merge-off', 'adapter-pg']
 export const COST_OPS = ['get', 'set', 'touch', 'destroy'] as const
 export type CostOp = (typeof COST_OPS)[number]
 

@@ -261,7 +261,8 @@ const PLAIN_TABLE = (table: string) => [
 
 async function openOwnTable(name: StoreName, url: string, durability: Durability = {}): Promise<OwnTable> {
   const connection = {
-    application_name: applicationName(name),
+    // The -pg stores measure their pg.Pool; this pool only sets up and preloads.
+    application_name: name.endsWith('-pg') ? `${applicationName(name)} setup` : applicationName(name),
     ...(durability.synchronousCommitOff ? { synchronous_commit: 'off' } : {}),
   }
   const { count, ...counted } = statementCounter()
@@ -358,7 +359,10 @@ async function openThisStore(name: ThisStore, url: string): Promise<BenchStore> 
   // The -pg stores run on a pg.Pool of the same size, as connect-pg-simple does;
   // their statements are counted there (the postgres.js pool only sets up and preloads).
   const pool = name.endsWith('-pg') ? new pg.Pool({ connectionString: url, max: POOL_SIZE, application_name: applicationName(name) }) : null
-  const measured = pool ? { ...ownTable, ...countingPool(pool) } : ownTable
+  // Their statistics are flushed through that pool too: its backends are the
+  // ones carrying the name (the setup pool has a name of its own).
+  const flushPool = pool && { flushStats: () => flushBackends(async (text) => (await pool.query<{ pid: number }>(text)).rows) }
+  const measured = pool ? { ...ownTable, ...countingPool(pool), ...flushPool } : ownTable
   // Every option at its default but the table and the timer, except coalesce for 'single'.
   const core = new PostgresStore(pool ?? sql, { table, cleanupInterval: 0, coalesce: name !== 'single' })
   const preload = bulkInsert(sql, table)
