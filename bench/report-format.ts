@@ -4,7 +4,7 @@ import type { StoreName } from './stores.js'
 
 export type Group =
   | 'c1' | 'get' | 'writes' | 'read-route' | 'relaxed' | 'cleanup' | 'iteration'
-  | 'merge' | 'shared' | 'statements'
+  | 'merge' | 'shared' | 'statements' | 'cost'
 
 export interface Target {
   group: Group
