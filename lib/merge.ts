@@ -80,6 +80,25 @@ function same(a: Maybe, b: Maybe): boolean {
 }
 
 /**
+ * True when a key other than the cookie holds, in after, a value that plainly
+ * differs from before's (not the same, and one of them no object): a change
+ * seen without decoding or comparing deeply. False says nothing: keys only one
+ * side has, and objects, need equal() on the decoded sessions.
+ */
+export function changesTopLevel(before: object, after: object): boolean {
+  const [was, now] = [before as PlainObject, after as PlainObject]
+  for (const key of Object.keys(was)) {
+    if (key === 'cookie' || !Object.hasOwn(now, key)) continue
+    if (!Object.is(was[key], now[key]) && (!isObjectValue(was[key]) || !isObjectValue(now[key]))) return true
+  }
+  return false
+}
+
+function isObjectValue(value: Value): boolean {
+  return typeof value === 'object' && value !== null
+}
+
+/**
  * An object made by a literal or JSON.parse (or with no prototype), not an
  * instance of a class. Any realm's Object.prototype counts (structuredClone and vm make such objects).
  */

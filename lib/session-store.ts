@@ -7,7 +7,7 @@ import { logError, reportSafely } from './cleanup.js'
 import type { PostgresJsSql } from './drivers/driver.js'
 import { isPgPool, type PgPool } from './drivers/node-postgres.js'
 import { isPostgresJs } from './drivers/postgres-js.js'
-import { equal, mergeSessions } from './merge.js'
+import { changesTopLevel, equal, mergeSessions } from './merge.js'
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js'
 import { currentRead, needsReadContext, runWithRead } from './read-context.js'
 import { assertToken, MAX_EXPIRY, typeOf } from './validate.js'
@@ -108,6 +108,8 @@ interface Read {
   data: Buffer
   expiry: Date
   version: string
+  /** The session object get handed out, for a cheap first look at what a save changed. */
+  returned?: SessionData
 }
 
 const OPTION_NAMES = new Set([
@@ -283,7 +285,7 @@ export class PostgresSessionStore extends Store {
       await this.discard(sid, session)
       return null
     }
-    this.reads.set(session, { adapter: this, sid, ...entry })
+    this.reads.set(session, { adapter: this, sid, ...entry, returned: session })
     return withStoredExpiry(session, entry.expiry)
   }
 
@@ -306,11 +308,13 @@ export class PostgresSessionStore extends Store {
     if (expiry.getTime() <= Date.now()) return this.store.delete(sid)
     const read = this.merge ? this.readOf(sid, session) : undefined
     if (read === undefined) return this.store.commit(sid, data, expiry, owner)
-    const ours = this.decode(data)
-    const base = this.decode(read.data)
-    if (this.isUnchanged(base, ours) && this.movesLittle(read, expiry)) return
+    // Cheapest first: a session is decoded and compared only when neither its
+    // expiry nor a top-level value already shows that it must be written.
+    const plainlyChanged = read.returned !== undefined && read.returned !== session && changesTopLevel(read.returned, session)
+    if (this.movesLittle(read, expiry) && !plainlyChanged && this.isUnchanged(read.data, data)) return
     this.reads.set(session, read)
-    await this.oneAtATime(sid, () => this.commitMerging(sid, read, base, ours, data, expiry, owner))
+    const base = read.data
+    await this.oneAtATime(sid, () => this.commitMerging(sid, read, base, data, expiry, owner))
   }
 
   /** What the request saving session under sid read, if get read it. */
@@ -321,38 +325,44 @@ export class PostgresSessionStore extends Store {
 
   // The cookie is left out: express-session and @fastify/session rebuild it on
   // every request, and its expiry is judged by touchAfter instead.
-  private isUnchanged(base: SessionData | Error, ours: SessionData | Error): boolean {
+  private isUnchanged(baseData: Buffer, data: Buffer): boolean {
+    const [base, ours] = [this.decode(baseData), this.decode(data)]
     if (base instanceof Error || ours instanceof Error) return false
     return equal({ ...base, cookie: null }, { ...ours, cookie: null })
   }
 
-  // Writes ours if nobody saved the session since read; else merges with what
-  // they saved and tries again, against the version it merged with. read is
-  // moved on to what was written, for a second save by the same request.
+  // Writes ours (data) if nobody saved the session since read; else merges
+  // with what they saved and tries again, against the version it merged with.
+  // Sessions are decoded only then: base (the bytes ours came from), ours,
+  // theirs. read is moved on to what was written, for a second save by the same request.
   private async commitMerging(
-    sid: string, read: Read, base: SessionData | Error, ours: SessionData | Error, data: Buffer, expiry: Date, owner: string | undefined,
+    sid: string, read: Read, base: Buffer, data: Buffer, expiry: Date, owner: string | undefined,
   ): Promise<void> {
     let version: string | null = read.version
     for (let attempt = 1; ; attempt++) {
       if (version === null) return this.store.commit(sid, data, expiry, owner)
       const result = await this.store.commitIfVersion(sid, data, expiry, owner, version)
       if (result.outcome === 'destroyed') return
-      if (result.outcome === 'written') return void Object.assign(read, { data, expiry, version: result.version })
+      // What get handed out no longer tells what a later save changes: that save compares with data.
+      if (result.outcome === 'written') return void Object.assign(read, { data, expiry, version: result.version, returned: undefined })
       if (attempt >= MAX_SAVE_ATTEMPTS) throw new SessionConflictError(attempt)
+      const ours = this.decode(data)
       const theirs = result.current === null ? null : this.decode(result.current.data)
       // Nothing readable to merge with (gone, expired, undecodable): ours is written whole.
       if (theirs === null || theirs instanceof Error || ours instanceof Error) {
         version = null
         continue
       }
-      ours = mergeSessions(base instanceof Error ? {} : base, ours as {} as Record<string, unknown>, theirs) as unknown as SessionData
-      ;[base, version, data, owner] = [theirs, result.current!.version, this.encode(ours), this.ownerOf(ours)]
+      const baseSession = this.decode(base)
+      const merged = mergeSessions(baseSession instanceof Error ? {} : baseSession, ours as {} as Record<string, unknown>, theirs) as unknown as SessionData
+      ;[base, version, data, owner] = [result.current!.data, result.current!.version, this.encode(merged), this.ownerOf(merged)]
     }
   }
 
   /** Runs work after every earlier oneAtATime of sid in this adapter has settled. */
   private async oneAtATime(sid: string, work: () => Promise<void>): Promise<void> {
-    const mine = (this.saving.get(sid) ?? Promise.resolve()).then(work)
+    const earlier = this.saving.get(sid)
+    const mine = earlier === undefined ? work() : earlier.then(work)
     const settled = mine.catch(() => {})
     this.saving.set(sid, settled)
     try {

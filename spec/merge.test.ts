@@ -2,7 +2,7 @@
 // on random JSON sessions: examples state the rule, properties check that it
 // holds for every session fast-check can think of.
 import fc from 'fast-check'
-import { equal, merge, mergeSessions } from '../lib/merge'
+import { changesTopLevel, equal, merge, mergeSessions } from '../lib/merge'
 
 type Session = Record<string, any>
 
@@ -226,6 +226,30 @@ describe('merge: random interleavings of requests of one session', () => {
       for (const name of ['a', 'b', 'c', 'd']) {
         if (!touchedBy.has(JSON.stringify([name]))) expect(at(stored, name)).toEqual(at(initial, name))
       }
+    }), { numRuns: 500 })
+  })
+})
+
+describe('changesTopLevel: a change seen without decoding', () => {
+  it('sees a primitive replaced, or an object replaced by a primitive, outside the cookie', () => {
+    expect(changesTopLevel({ views: 1, cookie: { a: 1 } }, { views: 2, cookie: { a: 1 } })).toBe(true)
+    expect(changesTopLevel({ cart: { apple: 1 } }, { cart: null })).toBe(true)
+    expect(changesTopLevel({ user: null }, { user: 'ada' })).toBe(true)
+  })
+
+  it('says nothing about the cookie, keys only one side has, or objects it would have to compare', () => {
+    expect(changesTopLevel({ cookie: 1 }, { cookie: 2 })).toBe(false)
+    expect(changesTopLevel({ a: 1 }, { a: 1, b: 2 })).toBe(false)
+    expect(changesTopLevel({ a: 1, b: 2 }, { a: 1 })).toBe(false)
+    expect(changesTopLevel({ cart: { apple: 1 } }, { cart: { apple: 2 } })).toBe(false)
+  })
+
+  // What it says must hold: a session it calls changed never equals the one it came from.
+  it('never calls two equal sessions changed', () => {
+    fc.assert(fc.property(session, session, (before, after) => {
+      const copy = JSON.parse(JSON.stringify(before))
+      expect(changesTopLevel(before, copy)).toBe(false)
+      if (changesTopLevel(before, after)) expect(equal({ ...before, cookie: null }, { ...after, cookie: null })).toBe(false)
     }), { numRuns: 500 })
   })
 })
