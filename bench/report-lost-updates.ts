@@ -90,9 +90,10 @@ function statementTargets(r: LostUpdateResults): Target[] {
 
 export const LOST_UPDATE_WHY: Record<'merge' | 'shared' | 'statements', (r: LostUpdateResults) => string> = {
   merge: () => '**Merge cost.** With no conflict the adapter\'s write is the conditional upsert (one statement, ' +
-    'as merge: false sends one) plus, in Node, the decode of what get read and a comparison with what is saved. ' +
-    'A miss by a few percent on this shared machine is within the per-round range shown; a miss by more ' +
-    'would point at that comparison (lib/session-store.ts isUnchanged) or the conditional statement.',
+    'as merge: false sends one) plus, in Node, the bookkeeping of what get read (and a decode and comparison ' +
+    'when neither the expiry nor a top-level value already shows a change). The cost section\'s /write rows ' +
+    '(adapter against merge-off) say where it goes: statements and server CPU per request, or the Express ' +
+    'process\'s CPU. A miss by a few percent on this shared machine is within the per-round range shown.',
   shared: () => '**Keys kept.** A round that kept fewer than N keys either lost a race the adapter should have ' +
     'merged, or a save failed (see the errors column of the raw results: a SessionConflictError after ' +
     'MAX_SAVE_ATTEMPTS lost races answers 500).',
@@ -116,8 +117,10 @@ and with \`merge: false\` (last save wins), each in its own server process with 
 and pool, in the same rounds as the other stores (the order rotating). Each request carries the
 cookie of a random one of the preloaded sessions, so two requests of one session are rarely in
 flight together: this is the cost of merging when nothing conflicts, which is a conditional
-write (the version the request read) instead of a plain upsert, and a comparison of what was
-read with what is saved. The ratio is taken within each round; the target is at least ${MERGE_COST_FLOOR}x.
+write (the version the request read) instead of a plain upsert, plus remembering what each
+request read (the comparison of what was read with what is saved is skipped here: the view
+count plainly changed). Per request, the cost section's /write rows for \`adapter\` and
+\`merge-off\` show the statements, server CPU and Express process CPU of both. The ratio is taken within each round; the target is at least ${MERGE_COST_FLOOR}x.
 \`cd bench && npx tsx merge-cost.ts [rounds] [seconds]\` runs only this pair, longer.
 
 ${table(['connections', 'merge on req/s', 'merge: false req/s', 'paired ratio (median)', 'rounds'], rows)}`
