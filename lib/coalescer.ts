@@ -55,8 +55,9 @@ export class Coalescer<Input, Output> {
       throw new RangeError('maxInFlight must be a whole number from 1, or Infinity (no batching)')
     }
     this.maxInFlight = maxInFlight
-    // Without batching (Infinity) calls race as through any pool: nothing waits.
-    this.keyOf = maxInFlight === Infinity ? undefined : keyOf
+    // Keys matter only while batches overlap: one at a time keeps arrival order
+    // by itself, and without batching (Infinity) calls race as through any pool.
+    this.keyOf = maxInFlight === 1 || maxInFlight === Infinity ? undefined : keyOf
   }
 
   /** Resolves to this input's output, or rejects with the error of the batch it went out in. */
@@ -80,11 +81,8 @@ export class Coalescer<Input, Output> {
         else this.busyKeys.set(key, left)
       }
       this.inFlight--
-      while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
-        const before = this.inFlight
-        this.sendQueued()
-        if (this.inFlight === before) return // all that waits is held by a batch in flight
-      }
+      // One batch takes every call that may go; the rest wait for their key's batch.
+      this.sendQueued()
     })
   }
 

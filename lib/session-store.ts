@@ -310,8 +310,7 @@ export class PostgresSessionStore extends Store {
     if (read === undefined) return this.store.commit(sid, data, expiry, owner)
     // Cheapest first: a session is decoded and compared only when neither its
     // expiry nor a top-level value already shows that it must be written.
-    const plainlyChanged = read.returned !== undefined && read.returned !== session && changesTopLevel(read.returned, session)
-    if (this.movesLittle(read, expiry) && !plainlyChanged && this.isUnchanged(read.data, data)) return
+    if (this.movesLittle(read, expiry) && !plainlyChanged(read, session) && this.isUnchanged(read.data, data)) return
     this.reads.set(session, read)
     const base = read.data
     await this.oneAtATime(sid, () => this.commitMerging(sid, read, base, data, expiry, owner))
@@ -524,6 +523,11 @@ function settle<T>(work: () => Promise<T>, callback?: Callback<T>): Promise<T> |
 // A touch moves only the row's expiry (and absoluteTimeout can cap it); the cookie
 // in the data still has the expiry of the last set. A session cookie (no expires) stays
 // one, and a session without a cookie or with an expires that is no date stays as stored.
+/** A top-level value of session plainly differs from what get handed out (lib/merge.ts changesTopLevel). */
+function plainlyChanged(read: Read, session: SessionData): boolean {
+  return read.returned !== undefined && read.returned !== session && changesTopLevel(read.returned, session)
+}
+
 function withStoredExpiry(session: SessionData, expiry: Date): SessionData {
   if (cookieExpiry(session) !== undefined) session.cookie.expires = expiry
   return session
